@@ -1,0 +1,230 @@
+//! Command-line faces. `argv[0]` picks the face (`sendmail`, `mailq`,
+//! `newaliases`, anything else is `relaymail`); this module turns argv into a
+//! pure `Command` and never touches the system.
+
+pub mod sendmail;
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+pub use sendmail::Invocation;
+
+/// The name the program was started as, used to prefix its messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Face {
+    Sendmail,
+    Mailq,
+    Newaliases,
+    Relaymail,
+}
+
+impl Face {
+    pub fn of(argv0: &OsStr) -> Face {
+        let name = Path::new(argv0)
+            .file_name()
+            .and_then(OsStr::to_str)
+            .unwrap_or("relaymail");
+        match name {
+            "sendmail" => Face::Sendmail,
+            "mailq" => Face::Mailq,
+            "newaliases" => Face::Newaliases,
+            _ => Face::Relaymail,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Face::Sendmail => "sendmail",
+            Face::Mailq => "mailq",
+            Face::Newaliases => "newaliases",
+            Face::Relaymail => "relaymail",
+        }
+    }
+}
+
+/// Everything a run can be asked to do.
+#[derive(Debug)]
+pub enum Command {
+    Sendmail(Invocation),
+    Relaymail(Relaymail),
+}
+
+/// Parses argv into the face and the command. The `relaymail sendmail ...`,
+/// `relaymail mailq` and `relaymail newaliases` spellings reach the same
+/// faces without a symlink.
+pub fn parse(argv: Vec<OsString>) -> (Face, Result<Command, Failure>) {
+    let mut args = argv.into_iter();
+    let argv0 = args.next().unwrap_or_else(|| OsString::from("relaymail"));
+    let mut face = Face::of(&argv0);
+    let mut rest: Vec<OsString> = args.collect();
+    if face == Face::Relaymail {
+        if let Some(first) = rest.first() {
+            let named = Face::of(first);
+            if named != Face::Relaymail && Some(first.as_os_str()) == Some(OsStr::new(named.name()))
+            {
+                face = named;
+                rest.remove(0);
+            }
+        }
+    }
+    let command = match face {
+        Face::Sendmail => sendmail::parse(rest)
+            .map(Command::Sendmail)
+            .map_err(Failure::from),
+        Face::Mailq => sendmail::parse(rest)
+            .map(|mut inv| {
+                inv.operation = Some(sendmail::Operation::ListQueue);
+                Command::Sendmail(inv)
+            })
+            .map_err(Failure::from),
+        Face::Newaliases => sendmail::parse(rest)
+            .map(|mut inv| {
+                inv.operation = Some(sendmail::Operation::CheckAliases);
+                Command::Sendmail(inv)
+            })
+            .map_err(Failure::from),
+        Face::Relaymail => {
+            let full = std::iter::once(argv0).chain(rest);
+            Relaymail::try_parse_from(full)
+                .map(Command::Relaymail)
+                .map_err(Failure::Clap)
+        }
+    };
+    (face, command)
+}
+
+/// A parse failure: ours (with a sysexit) or clap's (which prints its own
+/// help and usage text).
+#[derive(Debug)]
+pub enum Failure {
+    Sendmail(sendmail::Error),
+    Clap(clap::Error),
+}
+
+impl From<sendmail::Error> for Failure {
+    fn from(e: sendmail::Error) -> Self {
+        Failure::Sendmail(e)
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "relaymail",
+    version,
+    about = "Send-only, sendmail-compatible mail relay with a durable queue",
+    after_help = "Installed as sendmail, mailq and newaliases it behaves as those commands.\nExit statuses follow sysexits.h; see the README."
+)]
+pub struct Relaymail {
+    /// Configuration file to use instead of the system or user one.
+    #[arg(short = 'C', long = "config", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// List, inspect and change queued messages.
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+    /// Check the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Check the aliases file and the [aliases] table (same as newaliases).
+    Newaliases,
+    /// Queue a demo message in a throw-away spool and show the queue and log.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// List queued messages (what mailq shows).
+    List {
+        /// One JSON array instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a message's headers and delivery state.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove messages from the queue for good.
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Keep messages in the queue without delivering them.
+    Hold {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Release held messages for delivery.
+    Release {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Remove leftovers of interrupted submissions now.
+    Clean,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Validate the configuration files and print the effective settings.
+    Check,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn faces_from_argv0() {
+        assert_eq!(Face::of(OsStr::new("/usr/sbin/sendmail")), Face::Sendmail);
+        assert_eq!(Face::of(OsStr::new("/usr/lib/sendmail")), Face::Sendmail);
+        assert_eq!(Face::of(OsStr::new("mailq")), Face::Mailq);
+        assert_eq!(Face::of(OsStr::new("newaliases")), Face::Newaliases);
+        assert_eq!(Face::of(OsStr::new("/usr/bin/relaymail")), Face::Relaymail);
+    }
+
+    #[test]
+    fn mailq_face_lists_queue() {
+        let (face, cmd) = parse(argv(&["mailq"]));
+        assert_eq!(face, Face::Mailq);
+        assert!(
+            matches!(cmd, Ok(Command::Sendmail(inv)) if inv.operation() == sendmail::Operation::ListQueue)
+        );
+    }
+
+    #[test]
+    fn relaymail_sendmail_spelling() {
+        let (face, cmd) = parse(argv(&["relaymail", "sendmail", "-t"]));
+        assert_eq!(face, Face::Sendmail);
+        assert!(matches!(cmd, Ok(Command::Sendmail(inv)) if inv.recipients_from_headers));
+    }
+
+    #[test]
+    fn relaymail_queue_list_json() {
+        let (_, cmd) = parse(argv(&["relaymail", "queue", "list", "--json"]));
+        assert!(matches!(
+            cmd,
+            Ok(Command::Relaymail(Relaymail {
+                action: Action::Queue {
+                    action: QueueAction::List { json: true }
+                },
+                ..
+            }))
+        ));
+    }
+}

@@ -1,0 +1,481 @@
+//! Loading and validating the configuration: where it comes from (system
+//! or user mode), merging `conf.d`, and resolving defaults into typed values.
+//!
+//! Discovery order: `-C FILE`, then `RELAYMAIL_CONFIG`, then the user's own
+//! `~/.config/relaymail/relaymail.toml`, then the system file
+//! `/etc/relaymail/relaymail.toml` (+ `conf.d/*.toml`), then built-in
+//! defaults in user mode. Only the system file gives system mode: the
+//! shared, group-owned spool. Anything chosen by a user runs in user mode
+//! (the seam where the setgid binary gives up its group; see `privilege`).
+
+pub mod error;
+pub mod schema;
+pub mod values;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::Error;
+use schema::RawConfig;
+pub use values::{AuthMethod, MinTls, SinkAuth, SinkTls, TlsMode};
+
+pub const SYSTEM_DIR: &str = "/etc/relaymail";
+pub const SYSTEM_SPOOL: &str = "/var/spool/relaymail";
+
+/// System mode: one shared spool owned by root:relaymail, written through
+/// the setgid binary. User mode: everything belongs to the calling user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    System,
+    User,
+}
+
+/// Where the configuration was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `-C` or `RELAYMAIL_CONFIG`.
+    Explicit(PathBuf),
+    /// The user's own file.
+    User(PathBuf),
+    /// The system directory (`relaymail.toml` + `conf.d/*.toml`).
+    System(PathBuf),
+    /// No file at all: built-in defaults, user mode.
+    Defaults,
+}
+
+impl Source {
+    pub fn mode(&self) -> Mode {
+        match self {
+            Source::System(_) => Mode::System,
+            _ => Mode::User,
+        }
+    }
+
+    /// Chosen by the caller rather than by the administrator.
+    pub fn is_user_supplied(&self) -> bool {
+        matches!(self, Source::Explicit(_) | Source::User(_))
+    }
+}
+
+/// Finds the configuration. `explicit` is `-C`, `env` is `RELAYMAIL_CONFIG`.
+pub fn discover(explicit: Option<PathBuf>, env: Option<PathBuf>) -> Source {
+    if let Some(path) = explicit.or(env).filter(|p| !p.as_os_str().is_empty()) {
+        return Source::Explicit(path);
+    }
+    if let Some(dirs) = directories::ProjectDirs::from("", "", "relaymail") {
+        let own = dirs.config_dir().join("relaymail.toml");
+        if own.is_file() {
+            return Source::User(own);
+        }
+    }
+    let system = Path::new(SYSTEM_DIR);
+    if system.join("relaymail.toml").is_file() {
+        return Source::System(system.to_path_buf());
+    }
+    Source::Defaults
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Config {
+    pub mode: Mode,
+    /// Files read, in merge order.
+    pub files: Vec<PathBuf>,
+    /// EHLO name and the domain of local senders.
+    pub hostname: String,
+    pub spool_dir: PathBuf,
+    pub smarthost: Option<Smarthost>,
+    pub rewrite: Rewrite,
+    /// `[aliases]`: local name -> targets.
+    pub aliases: BTreeMap<String, Vec<String>>,
+    pub queue: Queue,
+    pub log: Log,
+    pub sink: Sink,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Smarthost {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub tls_min_version: MinTls,
+    pub ca_file: Option<PathBuf>,
+    pub fingerprint: Option<String>,
+    pub auth: AuthMethod,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_command: Option<String>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Rewrite {
+    /// Domain given to bare local names (`root` -> `root@<domain>`).
+    pub default_domain: String,
+    pub aliases_file: Option<PathBuf>,
+    /// Forced envelope sender for relays that accept only their account.
+    pub sender: Option<String>,
+    /// Sender addresses of this host are rewritten to this domain.
+    pub masquerade_domain: Option<String>,
+    /// Qualify bare local names in From/To/Cc/Reply-To headers.
+    pub qualify_headers: bool,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Queue {
+    #[serde(serialize_with = "secs")]
+    pub max_lifetime: Duration,
+    pub bounce_to: Option<String>,
+    pub max_message_size: u64,
+    pub min_free_space: u64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Log {
+    pub syslog: bool,
+    pub syslog_socket: PathBuf,
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Sink {
+    pub listen: Vec<String>,
+    pub store: String,
+    pub tls: SinkTls,
+    pub auth: SinkAuth,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}s", d.as_secs()))
+}
+
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 << 20;
+pub const DEFAULT_MIN_FREE_SPACE: u64 = 16 << 20;
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(5 * 86_400);
+
+/// Reads, merges and resolves the configuration from `source`.
+pub fn load(source: &Source) -> Result<Config, Error> {
+    let files = match source {
+        Source::Explicit(p) | Source::User(p) => vec![p.clone()],
+        Source::System(dir) => system_files(dir)?,
+        Source::Defaults => Vec::new(),
+    };
+    let mut merged = toml::Table::new();
+    for file in &files {
+        let text = fs::read_to_string(file).map_err(|source| Error::Read {
+            path: file.clone(),
+            source,
+        })?;
+        // Validate each file alone so errors point into the file that has them.
+        toml::from_str::<RawConfig>(&text).map_err(|e| error::syntax(file, &text, &e))?;
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| error::syntax(file, &text, &e))?;
+        merge(&mut merged, table);
+    }
+    let raw: RawConfig = merged
+        .try_into()
+        .map_err(|e: toml::de::Error| Error::Invalid {
+            path: files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" + "),
+            key: "(merged)",
+            message: e.message().to_string(),
+        })?;
+    resolve(raw, source.mode(), files)
+}
+
+/// `relaymail.toml` first, then `conf.d/*.toml` in name order.
+fn system_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut files = vec![dir.join("relaymail.toml")];
+    let conf_d = dir.join("conf.d");
+    match fs::read_dir(&conf_d) {
+        Ok(entries) => {
+            let mut extra: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            extra.sort();
+            files.extend(extra);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(Error::Read {
+                path: conf_d,
+                source,
+            })
+        }
+    }
+    Ok(files)
+}
+
+/// Later files win key by key; tables merge recursively.
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(existing)), toml::Value::Table(incoming)) => {
+                merge(existing, incoming)
+            }
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+fn resolve(raw: RawConfig, mode: Mode, files: Vec<PathBuf>) -> Result<Config, Error> {
+    let where_ = files
+        .last()
+        .map(|f| f.display().to_string())
+        .unwrap_or_else(|| "built-in defaults".to_string());
+    let hostname = match raw.hostname {
+        Some(h) => check_domain(&where_, "hostname", h)?,
+        None => crate::system::mail_name(),
+    };
+    let spool_dir = match (raw.spool_dir, mode) {
+        (Some(dir), _) => dir,
+        (None, Mode::System) => PathBuf::from(SYSTEM_SPOOL),
+        (None, Mode::User) => user_state_dir().ok_or_else(|| Error::Invalid {
+            path: where_.clone(),
+            key: "spool_dir",
+            message: "no home directory to put the user spool in; set spool_dir".into(),
+        })?,
+    };
+    let rewrite = raw.rewrite.unwrap_or_default();
+    let default_domain = match rewrite.default_domain {
+        Some(d) => check_domain(&where_, "[rewrite] default_domain", d)?,
+        None => hostname.clone(),
+    };
+    let aliases_file = match rewrite.aliases_file {
+        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) => Some(p),
+        None => Some(PathBuf::from("/etc/aliases")).filter(|p| p.exists()),
+    };
+    let masquerade_domain = rewrite
+        .masquerade_domain
+        .map(|d| check_domain(&where_, "[rewrite] masquerade_domain", d))
+        .transpose()?;
+    let smarthost = raw
+        .smarthost
+        .map(|s| resolve_smarthost(&where_, s))
+        .transpose()?;
+    let queue = raw.queue.unwrap_or_default();
+    let log = raw.log.unwrap_or_default();
+    let sink = raw.sink.unwrap_or_default();
+    Ok(Config {
+        mode,
+        files,
+        hostname,
+        spool_dir,
+        smarthost,
+        rewrite: Rewrite {
+            default_domain,
+            aliases_file,
+            sender: rewrite.sender,
+            masquerade_domain,
+            qualify_headers: rewrite.qualify_headers.unwrap_or(true),
+        },
+        aliases: raw
+            .aliases
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.into_vec()))
+            .collect(),
+        queue: Queue {
+            max_lifetime: queue
+                .max_lifetime
+                .map(|s| s.0)
+                .unwrap_or(DEFAULT_MAX_LIFETIME),
+            bounce_to: queue.bounce_to,
+            max_message_size: queue
+                .max_message_size
+                .map(|s| s.0)
+                .unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
+            min_free_space: queue
+                .min_free_space
+                .map(|s| s.0)
+                .unwrap_or(DEFAULT_MIN_FREE_SPACE),
+        },
+        log: Log {
+            syslog: log.syslog.unwrap_or(true),
+            syslog_socket: log
+                .syslog_socket
+                .unwrap_or_else(|| PathBuf::from("/dev/log")),
+            file: log.file,
+        },
+        sink: Sink {
+            listen: sink.listen.unwrap_or_else(|| vec!["127.0.0.1:2525".into()]),
+            store: sink
+                .store
+                .unwrap_or_else(|| "maildir:/var/lib/relaymail/sink".into()),
+            tls: sink.tls.unwrap_or(SinkTls::None),
+            auth: sink.auth.unwrap_or(SinkAuth::None),
+        },
+    })
+}
+
+fn resolve_smarthost(where_: &str, raw: schema::RawSmarthost) -> Result<Smarthost, Error> {
+    let host = raw
+        .host
+        .filter(|h| !h.trim().is_empty())
+        .ok_or_else(|| Error::Invalid {
+            path: where_.to_string(),
+            key: "[smarthost] host",
+            message: "missing; name the relay, e.g. host = \"smtp.example.com\"".into(),
+        })?;
+    let tls = raw.tls.unwrap_or(TlsMode::Starttls);
+    let default_port = match tls {
+        TlsMode::Implicit => 465,
+        TlsMode::Starttls | TlsMode::Opportunistic => 587,
+        TlsMode::None => 25,
+    };
+    Ok(Smarthost {
+        host,
+        port: raw.port.unwrap_or(default_port),
+        tls,
+        tls_min_version: raw.tls_min_version.unwrap_or(MinTls::V1_2),
+        ca_file: raw.ca_file,
+        fingerprint: raw.fingerprint,
+        auth: raw.auth.unwrap_or(AuthMethod::Auto),
+        username: raw.username,
+        password_file: raw.password_file,
+        password_command: raw.password_command,
+    })
+}
+
+fn user_state_dir() -> Option<PathBuf> {
+    let dirs = directories::ProjectDirs::from("", "", "relaymail")?;
+    Some(
+        dirs.state_dir()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dirs.data_local_dir().to_path_buf()),
+    )
+}
+
+/// A domain: letters, digits, hyphens and dots, as relays demand in EHLO.
+fn check_domain(path: &str, key: &'static str, value: String) -> Result<String, Error> {
+    let ok = !value.is_empty()
+        && value.len() <= 253
+        && value.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
+    if ok {
+        Ok(value.to_ascii_lowercase())
+    } else {
+        Err(Error::Invalid {
+            path: path.to_string(),
+            key,
+            message: format!("{value:?} is not a valid domain name; use letters, digits, hyphens and dots, e.g. \"host.example.com\""),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).expect("test dir");
+        }
+        fs::write(&path, text).expect("test file");
+        path
+    }
+
+    fn tempdir() -> tempfile::TempDir {
+        tempfile::tempdir().expect("temp dir")
+    }
+
+    #[test]
+    fn conf_d_merges_in_name_order() {
+        let dir = tempdir();
+        write(
+            dir.path(),
+            "relaymail.toml",
+            "hostname = \"a.example.com\"\n[smarthost]\nhost = \"one\"\nport = 25\n",
+        );
+        write(
+            dir.path(),
+            "conf.d/20-b.toml",
+            "[smarthost]\nhost = \"three\"\n",
+        );
+        write(
+            dir.path(),
+            "conf.d/10-a.toml",
+            "[smarthost]\nhost = \"two\"\nusername = \"u\"\n",
+        );
+        write(dir.path(), "conf.d/ignored.txt", "garbage");
+        let cfg = load(&Source::System(dir.path().to_path_buf())).expect("valid");
+        let sh = cfg.smarthost.expect("smarthost");
+        assert_eq!(sh.host, "three");
+        assert_eq!(sh.port, 25);
+        assert_eq!(sh.username.as_deref(), Some("u"));
+        assert_eq!(cfg.mode, Mode::System);
+        assert_eq!(cfg.spool_dir, PathBuf::from(SYSTEM_SPOOL));
+        assert_eq!(cfg.files.len(), 3);
+    }
+
+    #[test]
+    fn error_in_fragment_names_fragment_line_and_key() {
+        let dir = tempdir();
+        write(
+            dir.path(),
+            "relaymail.toml",
+            "hostname = \"a.example.com\"\n",
+        );
+        write(
+            dir.path(),
+            "conf.d/10.toml",
+            "# comment\n[smarthost]\nhost = \"x\"\nusr = \"me\"\n",
+        );
+        let err = load(&Source::System(dir.path().to_path_buf())).expect_err("unknown key");
+        let text = err.to_string();
+        assert!(text.contains("10.toml:4:1:"), "{text}");
+        assert!(text.contains("usr"), "{text}");
+        assert!(text.contains("[smarthost]"), "{text}");
+        assert!(text.contains("did you mean \"username\""), "{text}");
+    }
+
+    #[test]
+    fn old_tls_versions_are_refused_with_a_reason() {
+        let dir = tempdir();
+        let f = write(
+            dir.path(),
+            "c.toml",
+            "[smarthost]\nhost = \"x\"\ntls_min_version = \"1.0\"\n",
+        );
+        let text = load(&Source::Explicit(f)).expect_err("1.0").to_string();
+        assert!(text.contains(":3:"), "{text}");
+        assert!(text.contains("only TLS 1.2 and 1.3"), "{text}");
+    }
+
+    #[test]
+    fn defaults() {
+        let dir = tempdir();
+        let f = write(dir.path(), "c.toml", "hostname = \"Web01.Example.com\"\nspool_dir = \"/tmp/x\"\n[rewrite]\naliases_file = \"\"\n");
+        let cfg = load(&Source::Explicit(f)).expect("valid");
+        assert_eq!(cfg.mode, Mode::User);
+        assert_eq!(cfg.hostname, "web01.example.com");
+        assert_eq!(cfg.rewrite.default_domain, "web01.example.com");
+        assert_eq!(cfg.rewrite.aliases_file, None);
+        assert_eq!(cfg.queue.max_lifetime, DEFAULT_MAX_LIFETIME);
+        assert!(cfg.log.syslog);
+    }
+
+    #[test]
+    fn smarthost_port_follows_tls_mode() {
+        let dir = tempdir();
+        let f = write(
+            dir.path(),
+            "c.toml",
+            "[smarthost]\nhost = \"x\"\ntls = \"implicit\"\n",
+        );
+        let cfg = load(&Source::Explicit(f)).expect("valid");
+        assert_eq!(cfg.smarthost.expect("set").port, 465);
+    }
+}

@@ -1,0 +1,91 @@
+//! The TOML schema exactly as written by users (DESIGN.md "Configuration").
+//! Every key is optional here so that `conf.d` fragments validate on their
+//! own; `config::resolve` applies the defaults. Unknown keys are errors.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::values::{AuthMethod, MinTls, SinkAuth, SinkTls, Size, Span, TlsMode};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub hostname: Option<String>,
+    pub spool_dir: Option<PathBuf>,
+    pub smarthost: Option<RawSmarthost>,
+    pub rewrite: Option<RawRewrite>,
+    pub aliases: Option<BTreeMap<String, OneOrMany>>,
+    pub queue: Option<RawQueue>,
+    pub log: Option<RawLog>,
+    pub sink: Option<RawSink>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmarthost {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<TlsMode>,
+    pub tls_min_version: Option<MinTls>,
+    pub ca_file: Option<PathBuf>,
+    pub fingerprint: Option<String>,
+    pub auth: Option<AuthMethod>,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_command: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRewrite {
+    pub default_domain: Option<String>,
+    pub aliases_file: Option<PathBuf>,
+    pub sender: Option<String>,
+    pub masquerade_domain: Option<String>,
+    pub qualify_headers: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    pub max_lifetime: Option<Span>,
+    pub bounce_to: Option<String>,
+    pub max_message_size: Option<Size>,
+    pub min_free_space: Option<Size>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub syslog: Option<bool>,
+    pub syslog_socket: Option<PathBuf>,
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    pub listen: Option<Vec<String>>,
+    pub store: Option<String>,
+    pub tls: Option<SinkTls>,
+    pub auth: Option<SinkAuth>,
+}
+
+/// An alias target list: `root = "a@example.com"` or `root = ["a@…", "b@…"]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! `relaymail config check`: validate and print the effective settings
+//! (paths to secrets are shown, secrets never are).
+
+use std::io::Write;
+
+use crate::config::{Config, Source};
+use crate::sysexits::{Failure, Sysexit};
+
+use super::queue::output;
+
+pub fn check(source: &Source, config: &Config, out: &mut impl Write) -> Result<Sysexit, Failure> {
+    let files = if config.files.is_empty() {
+        "no configuration file; built-in defaults".to_string()
+    } else {
+        config
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let origin = match source {
+        Source::Explicit(_) => "chosen with -C or RELAYMAIL_CONFIG",
+        Source::User(_) => "the user's own configuration",
+        Source::System(_) => "the system configuration",
+        Source::Defaults => "no file found",
+    };
+    writeln!(out, "# configuration OK: {files} ({origin})").map_err(output)?;
+    let text = toml::to_string(config).map_err(|e| {
+        Failure::new(
+            Sysexit::Software,
+            format!("cannot show the configuration: {e}"),
+        )
+    })?;
+    out.write_all(text.as_bytes()).map_err(output)?;
+    Ok(Sysexit::Ok)
+}

@@ -1,0 +1,7 @@
+//! One module per face; each combines the lower modules for one job.
+
+pub mod aliases;
+pub mod config_check;
+pub mod demo;
+pub mod queue;
+pub mod submit;

@@ -1,0 +1,181 @@
+//! relaymail: a daemonless, send-only, sendmail-compatible mail relay.
+//!
+//! Data flows one way (DESIGN.md): cli -> config -> message -> rewrite ->
+//! spool -> relay, with log beside every step. `run` picks the face and
+//! hands it to the module in `faces` that does that one job.
+
+pub mod cli;
+pub mod config;
+pub mod faces;
+pub mod log;
+pub mod message;
+pub mod privilege;
+pub mod rewrite;
+pub mod spool;
+pub mod sysexits;
+pub mod system;
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use cli::sendmail::Operation;
+use cli::{Action, Command, ConfigAction, Face, QueueAction};
+use config::{Config, Source};
+use sysexits::{Failure, Sysexit};
+
+/// Runs one invocation. Returns the face (for message prefixes) and the
+/// exit status, or the failure to report.
+pub fn run(argv: Vec<OsString>) -> (Face, Result<Sysexit, Failure>) {
+    let (face, command) = cli::parse(argv);
+    let result = match command {
+        Ok(command) => dispatch(face, command),
+        Err(cli::Failure::Sendmail(e)) => Err(e.into()),
+        Err(cli::Failure::Clap(e)) => {
+            // clap formats its own help, version and usage errors.
+            let _ = e.print();
+            Ok(if e.exit_code() == 0 {
+                Sysexit::Ok
+            } else {
+                Sysexit::Usage
+            })
+        }
+    };
+    (face, result)
+}
+
+fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    match command {
+        Command::Sendmail(inv) => {
+            for warning in &inv.warnings {
+                eprintln!("{}: warning: {warning}", face.name());
+            }
+            if inv.help || inv.version {
+                return usage(face, inv.version, &mut out);
+            }
+            let (_, config) = load_config(inv.config.clone())?;
+            match inv.operation() {
+                Operation::Submit => {
+                    let mut log = open_log(face, &config, inv.verbose);
+                    let done = faces::submit::submit(&inv, &config, &mut log, io::stdin().lock())?;
+                    if inv.verbose {
+                        eprintln!("{}: queued as {} for {} recipient(s)", face.name(), done.id, done.recipients.len());
+                    }
+                    Ok(Sysexit::Ok)
+                }
+                Operation::ListQueue => faces::queue::list(&config, &mut out),
+                Operation::CheckAliases => faces::aliases::check(&config, &mut out),
+                Operation::VerifyRecipients => faces::aliases::verify(&config, &inv.recipients, inv.no_aliases, &mut out),
+                Operation::SmtpDialogue => Err(Failure::new(
+                    Sysexit::Usage,
+                    "-bs (SMTP dialogue on stdin) is not supported yet; pipe the message to sendmail instead",
+                )),
+                Operation::Flush(_) => Err(Failure::new(
+                    Sysexit::Usage,
+                    "-q (deliver the queue) is not supported yet: this version only queues; see mailq",
+                )),
+            }
+        }
+        Command::Relaymail(args) => {
+            if let Action::Demo = args.action {
+                return faces::demo::run(&mut out);
+            }
+            let (source, config) = load_config(args.config)?;
+            let mut log = open_log(face, &config, false);
+            match args.action {
+                Action::Queue { action } => match action {
+                    QueueAction::List { json: false } => faces::queue::list(&config, &mut out),
+                    QueueAction::List { json: true } => faces::queue::list_json(&config, &mut out),
+                    QueueAction::Show { id, json } => {
+                        faces::queue::show(&config, &id, json, &mut out)
+                    }
+                    QueueAction::Delete { ids } => faces::queue::change(
+                        &config,
+                        &ids,
+                        faces::queue::Change::Delete,
+                        &mut log,
+                        &mut out,
+                    ),
+                    QueueAction::Hold { ids } => faces::queue::change(
+                        &config,
+                        &ids,
+                        faces::queue::Change::Hold,
+                        &mut log,
+                        &mut out,
+                    ),
+                    QueueAction::Release { ids } => faces::queue::change(
+                        &config,
+                        &ids,
+                        faces::queue::Change::Release,
+                        &mut log,
+                        &mut out,
+                    ),
+                    QueueAction::Clean => faces::queue::clean(&config, &mut log, &mut out),
+                },
+                Action::Config {
+                    action: ConfigAction::Check,
+                } => faces::config_check::check(&source, &config, &mut out),
+                Action::Newaliases => faces::aliases::check(&config, &mut out),
+                Action::Demo => faces::demo::run(&mut out),
+            }
+        }
+    }
+}
+
+/// Finds and loads the configuration, giving up the setgid group first
+/// when the caller chose the file.
+fn load_config(explicit: Option<PathBuf>) -> Result<(Source, Config), Failure> {
+    let env = std::env::var_os("RELAYMAIL_CONFIG").map(PathBuf::from);
+    let source = config::discover(explicit, env);
+    privilege::settle(&source)?;
+    match config::load(&source) {
+        Ok(config) => Ok((source, config)),
+        Err(e) => {
+            let failure = Failure::from(e);
+            // Best effort: an admin reading the mail log should see why
+            // mail stopped, without a warning when there is no syslog.
+            let mut log = log::Logger::open(
+                "relaymail",
+                log::Settings {
+                    syslog: std::path::Path::new("/dev/log").exists(),
+                    socket: "/dev/log".into(),
+                    file: None,
+                    echo: false,
+                },
+            );
+            log.log(
+                log::Severity::Error,
+                &log::Event::new(log::event::CONFIG_ERROR).field("reason", &failure.message),
+            );
+            Err(failure)
+        }
+    }
+}
+
+fn open_log(face: Face, config: &Config, verbose: bool) -> log::Logger {
+    log::Logger::open(
+        face.name(),
+        log::Settings {
+            syslog: config.log.syslog,
+            socket: config.log.syslog_socket.clone(),
+            file: config.log.file.clone(),
+            echo: verbose,
+        },
+    )
+}
+
+fn usage(face: Face, version: bool, out: &mut impl Write) -> Result<Sysexit, Failure> {
+    let text = if version {
+        format!("relaymail {}\n", env!("CARGO_PKG_VERSION"))
+    } else {
+        format!(
+            "usage: {} [flags] [recipient ...] < message\n\n  -t            also take recipients from To:, Cc:, Bcc: (Bcc: is removed)\n  -i, -oi       a line with a single dot does not end the message\n  -f ADDR       envelope sender (also -r)\n  -F NAME       full name for an added From: header\n  -odb|-odi|-odq  background, interactive or queue-only delivery\n  -bp           list the queue (mailq)   -bi  check aliases (newaliases)\n  -bv ADDR      show where mail for ADDR goes\n  -C FILE       configuration file\n  -v            print the log lines on stderr\n\nOther sendmail flags are accepted for compatibility. See `relaymail --help`.\n",
+            face.name()
+        )
+    };
+    out.write_all(text.as_bytes())
+        .map_err(faces::queue::output)?;
+    Ok(Sysexit::Ok)
+}

@@ -1,0 +1,536 @@
+//! The on-disk queue: durable, crash-safe, safe for concurrent processes.
+//!
+//! Layout under the spool directory:
+//!   tmp/<ID>.<pid>.msg, tmp/<ID>.<pid>.env   being written by process <pid>
+//!   queue/<ID>.msg   the message, immutable once linked here
+//!   queue/<ID>.env   envelope and delivery state (TOML), replaced atomically
+//!
+//! Enqueue: write tmp/…msg (O_EXCL) and flock it, fsync; link it to
+//! queue/<ID>.msg; write tmp/…env, fsync, link it to queue/<ID>.env; fsync
+//! queue/. The `.env` link is the commit point: a message is visible (to
+//! mailq, flush) exactly when queue/<ID>.env exists, and `sendmail` exits 0
+//! only after the directory fsync that makes it durable. Links, not
+//! renames, so that an existing entry is never overwritten.
+//!
+//! Locking: whoever writes, delivers or changes a message holds an
+//! exclusive flock on its `.msg` inode (the same inode from tmp/ to
+//! queue/), taken right after creation. A failed lock is `Busy`, a normal
+//! outcome. State updates write a new `.env` in tmp/ and rename it over.
+//!
+//! Orphans: a tmp/ file whose writer process is gone, or a queue/ `.msg`
+//! without `.env` whose lock is free, is left by an interrupted
+//! submission; `clean_orphans` removes and reports them.
+
+pub mod envelope;
+pub mod id;
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+pub use envelope::{Envelope, RecipientState, Status};
+pub use id::QueueId;
+
+use crate::config::Mode;
+use crate::sysexits::{self, ExitStatus, Sysexit};
+
+pub const GROUP: &str = "relaymail";
+
+#[derive(Debug)]
+pub enum Error {
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    LowSpace {
+        path: PathBuf,
+        free: u64,
+        needed: u64,
+    },
+    NotFound(QueueId),
+    BadId(String),
+    Busy(QueueId),
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+    },
+    NoGroup,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { action, path, source } => {
+                write!(f, "cannot {action} {}: {source}", path.display())?;
+                match sysexits::for_store_error(source) {
+                    Sysexit::TempFail => write!(f, "; the spool filesystem is full: free space and the message can be sent again"),
+                    Sysexit::NoPerm => write!(f, "; check the spool's owner and mode (system mode: root:{GROUP} 2770 and a setgid {GROUP} binary; run `relaymail doctor`)"),
+                    _ => Ok(()),
+                }
+            }
+            Error::LowSpace { path, free, needed } => write!(
+                f,
+                "spool filesystem of {} has only {free} bytes free, less than [queue] min_free_space = {needed}; free some space, then send again",
+                path.display()
+            ),
+            Error::NotFound(id) => write!(f, "no message {id} in the queue (see mailq)"),
+            Error::BadId(text) => write!(f, "{text:?} is not a queue ID; IDs are 16 characters as shown by mailq"),
+            Error::Busy(id) => write!(f, "message {id} is being delivered or changed by another process; try again in a moment"),
+            Error::Corrupt { path, reason } => write!(f, "{}: {reason}", path.display()),
+            Error::NoGroup => write!(f, "group {GROUP} does not exist; create it (groupadd --system {GROUP}) or install the relaymail package"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl ExitStatus for Error {
+    fn sysexit(&self) -> Sysexit {
+        match self {
+            Error::Io { source, .. } => sysexits::for_store_error(source),
+            Error::LowSpace { .. } | Error::Busy(_) => Sysexit::TempFail,
+            Error::NotFound(_) | Error::BadId(_) => Sysexit::Usage,
+            Error::Corrupt { .. } => Sysexit::DataErr,
+            Error::NoGroup => Sysexit::Config,
+        }
+    }
+}
+
+fn io_err<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> Error + 'p {
+    move |source| Error::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub struct Spool {
+    root: PathBuf,
+    tmp: PathBuf,
+    queue: PathBuf,
+    file_mode: u32,
+}
+
+impl Spool {
+    /// Opens the spool, creating its directories when missing: 0700 for a
+    /// user, root:relaymail 2770 in system mode (root only).
+    pub fn open(root: &Path, mode: Mode) -> Result<Spool, Error> {
+        let (dir_mode, file_mode) = match mode {
+            Mode::User => (0o700, 0o600),
+            Mode::System => (0o2770, 0o640),
+        };
+        let spool = Spool {
+            root: root.to_path_buf(),
+            tmp: root.join("tmp"),
+            queue: root.join("queue"),
+            file_mode,
+        };
+        for dir in [&spool.root, &spool.tmp, &spool.queue] {
+            if dir.is_dir() {
+                continue;
+            }
+            fs::create_dir_all(dir).map_err(io_err("create spool directory", dir))?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(dir_mode))
+                .map_err(io_err("set the mode of", dir))?;
+            if mode == Mode::System {
+                let group = nix::unistd::Group::from_name(GROUP)
+                    .ok()
+                    .flatten()
+                    .ok_or(Error::NoGroup)?;
+                nix::unistd::chown(
+                    dir.as_path(),
+                    Some(nix::unistd::Uid::from_raw(0)),
+                    Some(group.gid),
+                )
+                .map_err(|e| Error::Io {
+                    action: "set the owner of",
+                    path: dir.to_path_buf(),
+                    source: e.into(),
+                })?;
+            }
+        }
+        Ok(spool)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn message_path(&self, id: &QueueId) -> PathBuf {
+        self.queue.join(format!("{id}.msg"))
+    }
+
+    pub fn envelope_path(&self, id: &QueueId) -> PathBuf {
+        self.queue.join(format!("{id}.env"))
+    }
+
+    /// Refuses new mail when the spool filesystem is nearly full, before a
+    /// byte is written (as OpenSMTPD does), so the caller can retry later.
+    pub fn check_space(&self, needed: u64) -> Result<(), Error> {
+        if needed == 0 {
+            return Ok(());
+        }
+        if let Ok(stat) = nix::sys::statvfs::statvfs(self.queue.as_path()) {
+            let free = stat.blocks_available().saturating_mul(stat.fragment_size());
+            if free < needed {
+                return Err(Error::LowSpace {
+                    path: self.root.clone(),
+                    free,
+                    needed,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a new message: an exclusive, locked file in tmp/.
+    pub fn create(&self) -> Result<Draft<'_>, Error> {
+        let pid = std::process::id();
+        loop {
+            let id = QueueId::generate();
+            let path = self.tmp.join(format!("{id}.{pid}.msg"));
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(self.file_mode)
+                .open(&path);
+            match file {
+                Ok(file) => {
+                    let lock = lock(file, &path)?.ok_or_else(|| Error::Busy(id.clone()))?;
+                    // Same open file description: the flock covers both.
+                    let file = lock.try_clone().map_err(io_err("open", &path))?;
+                    return Ok(Draft {
+                        id,
+                        path,
+                        writer: Some(BufWriter::with_capacity(64 << 10, file)),
+                        lock: Some(lock),
+                        spool: self,
+                        linked: false,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_err("create a message file in", &self.tmp)(e)),
+            }
+        }
+    }
+
+    /// Every committed message's envelope, oldest first. Unreadable entries
+    /// are returned as errors alongside, never hiding the rest.
+    pub fn list(&self) -> Result<Vec<Result<Envelope, Error>>, Error> {
+        let mut ids = Vec::new();
+        for entry in
+            fs::read_dir(&self.queue).map_err(io_err("read the queue directory", &self.queue))?
+        {
+            let entry = entry.map_err(io_err("read the queue directory", &self.queue))?;
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".env")) else {
+                continue;
+            };
+            if let Some(id) = QueueId::parse(stem) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids.iter().map(|id| self.read(id)).collect())
+    }
+
+    pub fn read(&self, id: &QueueId) -> Result<Envelope, Error> {
+        let path = self.envelope_path(id);
+        let text = fs::read_to_string(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::NotFound(id.clone()),
+            _ => io_err("read", &path)(e),
+        })?;
+        Envelope::from_toml(&text).map_err(|reason| Error::Corrupt { path, reason })
+    }
+
+    /// Takes the message's lock; `Busy` if another process holds it.
+    pub fn lock(&self, id: &QueueId) -> Result<Locked<'_>, Error> {
+        let path = self.message_path(id);
+        let file = File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound if self.envelope_path(id).exists() => Error::Corrupt {
+                path: path.clone(),
+                reason:
+                    "the message file is missing; delete the entry with `relaymail queue delete`"
+                        .into(),
+            },
+            io::ErrorKind::NotFound => Error::NotFound(id.clone()),
+            _ => io_err("open", &path)(e),
+        })?;
+        let lock = lock(file, &path)?.ok_or_else(|| Error::Busy(id.clone()))?;
+        if !self.envelope_path(id).exists() {
+            return Err(Error::NotFound(id.clone()));
+        }
+        Ok(Locked {
+            id: id.clone(),
+            spool: self,
+            _lock: lock,
+        })
+    }
+
+    /// Like `lock`, but for an entry whose envelope may be missing or
+    /// unreadable (so that a broken entry can still be deleted).
+    fn lock_any(&self, id: &QueueId) -> Result<Option<Flock<File>>, Error> {
+        let path = self.message_path(id);
+        match File::open(&path) {
+            Ok(file) => lock(file, &path)?
+                .map(Some)
+                .ok_or_else(|| Error::Busy(id.clone())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("open", &path)(e)),
+        }
+    }
+
+    /// Removes a message whatever the state of its files.
+    pub fn delete(&self, id: &QueueId) -> Result<(), Error> {
+        let _lock = self.lock_any(id)?;
+        let env = self.envelope_path(id);
+        let msg = self.message_path(id);
+        if !env.exists() && !msg.exists() {
+            return Err(Error::NotFound(id.clone()));
+        }
+        remove_if_present(&env)?;
+        sync_dir(&self.queue)?;
+        remove_if_present(&msg)?;
+        Ok(())
+    }
+
+    /// Removes leftovers of interrupted submissions (see the module doc);
+    /// `queue_too` also scans queue/ for a `.msg` without `.env`.
+    pub fn clean_orphans(&self, queue_too: bool) -> Result<Vec<Orphan>, Error> {
+        let mut removed = Vec::new();
+        for entry in fs::read_dir(&self.tmp).map_err(io_err("read", &self.tmp))? {
+            let entry = entry.map_err(io_err("read", &self.tmp))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let mut parts = name.split('.');
+            let writer = parts.nth(1).and_then(|p| p.parse::<i32>().ok());
+            if writer.is_some_and(process_alive) {
+                continue;
+            }
+            let path = entry.path();
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            remove_if_present(&path)?;
+            removed.push(Orphan { path, size });
+        }
+        if queue_too {
+            for entry in fs::read_dir(&self.queue).map_err(io_err("read", &self.queue))? {
+                let entry = entry.map_err(io_err("read", &self.queue))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(id) = name.strip_suffix(".msg").and_then(QueueId::parse) else {
+                    continue;
+                };
+                if self.envelope_path(&id).exists() {
+                    continue;
+                }
+                // Held by a live submitter that has not committed yet: skip.
+                let Ok(Some(_lock)) = self.lock_any(&id) else {
+                    continue;
+                };
+                if self.envelope_path(&id).exists() {
+                    continue;
+                }
+                let path = entry.path();
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                remove_if_present(&path)?;
+                removed.push(Orphan { path, size });
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Writes `envelope` as the new state of `id` (tmp + fsync + rename +
+    /// directory fsync). The caller holds the message's lock.
+    fn replace_envelope(&self, id: &QueueId, envelope: &Envelope) -> Result<(), Error> {
+        let tmp = self.write_tmp_envelope(id, envelope)?;
+        let target = self.envelope_path(id);
+        fs::rename(&tmp, &target).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io_err("replace", &target)(e)
+        })?;
+        sync_dir(&self.queue)
+    }
+
+    fn write_tmp_envelope(&self, id: &QueueId, envelope: &Envelope) -> Result<PathBuf, Error> {
+        let path = self.tmp.join(format!("{id}.{}.env", std::process::id()));
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(self.file_mode)
+                .open(&path)?;
+            file.write_all(envelope.to_toml().as_bytes())?;
+            file.sync_data()
+        })();
+        result.map_err(|e| {
+            let _ = fs::remove_file(&path);
+            io_err("write the state file", &path)(e)
+        })?;
+        Ok(path)
+    }
+}
+
+/// A leftover removed by `clean_orphans`.
+#[derive(Debug)]
+pub struct Orphan {
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// A message being written. Dropping it without `commit` removes every
+/// trace of it, so a failed submission leaves nothing visible.
+pub struct Draft<'a> {
+    id: QueueId,
+    path: PathBuf,
+    /// Both None once committed.
+    writer: Option<BufWriter<File>>,
+    lock: Option<Flock<File>>,
+    spool: &'a Spool,
+    linked: bool,
+}
+
+impl Write for Draft<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.writer {
+            Some(w) => w.write(buf),
+            None => Err(io::Error::other("message already committed")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.writer {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<'a> Draft<'a> {
+    pub fn id(&self) -> &QueueId {
+        &self.id
+    }
+
+    /// Makes the message durable and visible. Only after this returns Ok
+    /// may `sendmail` report success. The lock is kept by the returned
+    /// handle, so the caller may go on to deliver it.
+    pub fn commit(mut self, envelope: &Envelope) -> Result<Locked<'a>, Error> {
+        let spool = self.spool;
+        let writer = self
+            .writer
+            .take()
+            .ok_or_else(|| io_err("write", &self.path)(io::Error::other("already committed")))?;
+        let file = writer
+            .into_inner()
+            .map_err(|e| io_err("write", &self.path)(e.into_error()))?;
+        file.sync_data().map_err(io_err("fsync", &self.path))?;
+        let msg = spool.message_path(&self.id);
+        fs::hard_link(&self.path, &msg).map_err(io_err("link the message into", &spool.queue))?;
+        self.linked = true;
+        let _ = fs::remove_file(&self.path);
+        let env_tmp = spool.write_tmp_envelope(&self.id, envelope)?;
+        let env = spool.envelope_path(&self.id);
+        let linked = fs::hard_link(&env_tmp, &env);
+        let _ = fs::remove_file(&env_tmp);
+        linked.map_err(io_err("commit the state file to", &spool.queue))?;
+        if let Err(e) = sync_dir(&spool.queue) {
+            // Not durable: withdraw it, so that a failure exit means "not queued".
+            let _ = fs::remove_file(&env);
+            return Err(e);
+        }
+        drop(file);
+        let lock = self
+            .lock
+            .take()
+            .ok_or_else(|| io_err("lock", &msg)(io::Error::other("lock already released")))?;
+        self.linked = false;
+        self.path = PathBuf::new();
+        Ok(Locked {
+            id: self.id.clone(),
+            spool,
+            _lock: lock,
+        })
+    }
+}
+
+impl Drop for Draft<'_> {
+    fn drop(&mut self) {
+        if self.path.as_os_str().is_empty() {
+            return;
+        }
+        let _ = fs::remove_file(&self.path);
+        if self.linked {
+            let _ = fs::remove_file(self.spool.message_path(&self.id));
+        }
+    }
+}
+
+/// A committed message whose lock this process holds.
+pub struct Locked<'a> {
+    id: QueueId,
+    spool: &'a Spool,
+    _lock: Flock<File>,
+}
+
+impl Locked<'_> {
+    pub fn id(&self) -> &QueueId {
+        &self.id
+    }
+
+    pub fn envelope(&self) -> Result<Envelope, Error> {
+        self.spool.read(&self.id)
+    }
+
+    pub fn update(&self, envelope: &Envelope) -> Result<(), Error> {
+        self.spool.replace_envelope(&self.id, envelope)
+    }
+
+    pub fn message_path(&self) -> PathBuf {
+        self.spool.message_path(&self.id)
+    }
+}
+
+/// Non-blocking exclusive flock: Ok(None) when another process holds it.
+fn lock(file: File, path: &Path) -> Result<Option<Flock<File>>, Error> {
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, errno)) => Err(io_err("lock", path)(errno.into())),
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<(), Error> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", path)(e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
+}
+
+/// Whether a process exists (EPERM means it exists but is not ours).
+fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::ESRCH) => false,
+        Err(_) => true,
+    }
+}
