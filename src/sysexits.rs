@@ -77,3 +77,13 @@ pub fn for_store_error(err: &std::io::Error) -> Sysexit {
         },
     }
 }
+
+/// What to do about an error met while storing a message, to follow the
+/// error text (empty when there is nothing better to say).
+pub fn store_advice(err: &std::io::Error) -> &'static str {
+    match for_store_error(err) {
+        Sysexit::TempFail => "; the spool filesystem is full: free space and the message can be sent again",
+        Sysexit::NoPerm => "; check the spool's owner and mode (system mode: root:relaymail 2770 and a setgid relaymail binary)",
+        _ => "",
+    }
+}

@@ -213,8 +213,22 @@ fn connect(socket: &Path) -> Result<syslog::Logger<LoggerBackend, Formatter3164>
         process: "relaymail".into(),
         pid: std::process::id(),
     };
-    syslog::unix_custom(formatter, socket).map_err(|e| e.to_string())
+    let logger = syslog::unix_custom(formatter, socket).map_err(|e| e.to_string())?;
+    // A syslog daemon that stops reading (or a full datagram queue: Linux
+    // queues only 10 by default) must not hang a committed submission.
+    let timeout = Some(SYSLOG_WRITE_TIMEOUT);
+    let set = match &logger.backend {
+        LoggerBackend::Unix(socket) => socket.set_write_timeout(timeout),
+        LoggerBackend::UnixStream(stream) => stream.get_ref().set_write_timeout(timeout),
+        _ => Ok(()),
+    };
+    set.map_err(|e| e.to_string())?;
+    Ok(logger)
 }
+
+/// How long one syslog line may wait for the daemon before logging is
+/// given up for the rest of the process.
+const SYSLOG_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One `write` per line on an O_APPEND file, so concurrent writers never
 /// interleave within a line.

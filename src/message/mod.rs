@@ -49,7 +49,11 @@ impl fmt::Display for Error {
                 "message refused: header section larger than {MAX_HEADER_SIZE} bytes without an empty line ending it"
             ),
             Error::Input(e) => write!(f, "cannot read the message from standard input: {e}"),
-            Error::Store(e) => write!(f, "cannot write the message to the spool: {e}"),
+            Error::Store(e) => write!(
+                f,
+                "cannot write the message to the spool: {e}{}",
+                sysexits::store_advice(e)
+            ),
         }
     }
 }

@@ -65,14 +65,12 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io { action, path, source } => {
-                write!(f, "cannot {action} {}: {source}", path.display())?;
-                match sysexits::for_store_error(source) {
-                    Sysexit::TempFail => write!(f, "; the spool filesystem is full: free space and the message can be sent again"),
-                    Sysexit::NoPerm => write!(f, "; check the spool's owner and mode (system mode: root:{GROUP} 2770 and a setgid {GROUP} binary; run `relaymail doctor`)"),
-                    _ => Ok(()),
-                }
-            }
+            Error::Io { action, path, source } => write!(
+                f,
+                "cannot {action} {}: {source}{}",
+                path.display(),
+                sysexits::store_advice(source)
+            ),
             Error::LowSpace { path, free, needed } => write!(
                 f,
                 "spool filesystem of {} has only {free} bytes free, less than [queue] min_free_space = {needed}; free some space, then send again",

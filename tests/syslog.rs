@@ -1,0 +1,139 @@
+//! Log lines as an admin greps them, read from a real unix datagram
+//! socket the test owns (what /dev/log is).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+
+use common::*;
+
+#[test]
+fn queued_message_is_logged_with_id_sender_recipients_and_size() {
+    let env = Env::new();
+    let out = env.sendmail(
+        &["-f", "alerts@example.com", "root", "x@example.net"],
+        "Subject: s\n\nbody\n",
+    );
+    assert_exit(&out, 0, &env, "submit");
+    assert_eq!(stderr(&out), "");
+    let q = env.only_message();
+    let lines = env.log_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    // <22> = facility mail (2) * 8 + severity info (6).
+    assert!(line.starts_with("<22>"), "{line}");
+    assert!(
+        line.contains(&format!("relaymail[{}]: ", out_pid(line))),
+        "{line}"
+    );
+    let size = q.env_value("size").unwrap().as_integer().unwrap();
+    let want = format!(
+        "{}: event=queued from=<alerts@example.com> to=<admin@example.com>,<ops@example.org>,<x@example.net> nrcpt=3 size={size} ",
+        q.id
+    );
+    assert!(line.contains(&want), "{line}\nwanted: {want}");
+    assert!(line.contains(" msgid=<"), "{line}");
+    assert_eq!(size as usize, q.msg.len());
+}
+
+fn out_pid(line: &str) -> String {
+    line.split("relaymail[")
+        .nth(1)
+        .unwrap()
+        .split(']')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn long_lines_are_noted() {
+    let env = Env::new();
+    let body = format!("Subject: s\n\n{}\n", "y".repeat(5000));
+    env.sendmail(&["x@example.net"], &body);
+    let q = env.only_message();
+    assert!(
+        q.text().contains(&format!("\r\n{}\r\n", "y".repeat(5000))),
+        "line kept whole"
+    );
+    assert!(env.log_lines()[0].contains(" long_lines=yes"));
+}
+
+#[test]
+fn missing_syslog_socket_warns_once_and_queues() {
+    let env = Env::with_sections("", "", "");
+    std::fs::remove_file(&env.log_path).unwrap();
+    let out = env.sendmail(&["x@example.net"], "\nb\n");
+    assert_exit(&out, 0, &env, "no syslog");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("warning: cannot log to syslog at"), "{err}");
+    assert_eq!(env.queued().len(), 1);
+}
+
+#[test]
+fn a_stuck_syslog_daemon_never_hangs_sendmail() {
+    let env = Env::new();
+    let stuck = env.path("stuck.sock");
+    let _server = UnixDatagram::bind(&stuck).unwrap();
+    // Fill its queue (Linux queues 10 datagrams per socket by default).
+    let filler = UnixDatagram::unbound().unwrap();
+    filler.set_nonblocking(true).unwrap();
+    while filler.send_to(b"x", &stuck).is_ok() {}
+    let config = std::fs::read_to_string(&env.config).unwrap().replace(
+        &format!("syslog_socket = {:?}", env.log_path.display().to_string()),
+        &format!("syslog_socket = {:?}", stuck.display().to_string()),
+    );
+    std::fs::write(&env.config, config).unwrap();
+    let out = env.sendmail(&["x@example.net"], "\nb\n");
+    assert_exit(&out, 0, &env, "stuck syslog");
+    assert!(
+        stderr(&out).contains("syslog write failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.queued().len(), 1);
+}
+
+#[test]
+fn syslog_can_be_turned_off_and_json_lines_turned_on() {
+    let env = Env::with_sections("", &format!("syslog = false\nfile = {:?}", "LOGFILE"), "");
+    let logfile = env.path("relaymail.jsonl");
+    let config = std::fs::read_to_string(&env.config).unwrap().replace(
+        "\"LOGFILE\"",
+        &format!("{:?}", logfile.display().to_string()),
+    );
+    std::fs::write(&env.config, config).unwrap();
+    env.sendmail(&["x@example.net"], "\nb\n");
+    env.sendmail(&["y@example.net"], "\nb\n");
+    assert!(env.log_lines().is_empty(), "syslog = false");
+    let text = std::fs::read_to_string(&logfile).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["event"], "queued");
+    assert_eq!(events[1]["to"], "<y@example.net>");
+    let ids: Vec<String> = env.queued().into_iter().map(|q| q.id).collect();
+    assert_eq!(events[0]["id"], ids[0].as_str());
+}
+
+#[test]
+fn config_errors_go_to_stderr_with_exit_78() {
+    let env = Env::new();
+    std::fs::write(&env.config, "[queue]\nmax_lifetime = 5\nbogus = 1\n").unwrap();
+    let out = env.sendmail(&["x@example.net"], "\nb\n");
+    assert_exit(&out, 78, &env, "config error");
+    assert!(
+        stderr(&out).contains("relaymail.toml:3:1: unknown field `bogus`"),
+        "{}",
+        stderr(&out)
+    );
+}
