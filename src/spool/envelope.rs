@@ -75,10 +75,8 @@ pub struct RecipientState {
 }
 
 impl Envelope {
-    pub fn to_toml(&self) -> String {
-        // Serialising plain data with owned strings cannot fail; an empty
-        // string would be rejected by `from_toml` and never committed.
-        toml::to_string(self).unwrap_or_default()
+    pub fn to_toml(&self) -> Result<String, String> {
+        toml::to_string(self).map_err(|e| e.to_string())
     }
 
     pub fn from_toml(text: &str) -> Result<Envelope, String> {
@@ -138,12 +136,18 @@ mod tests {
     #[test]
     fn round_trip() {
         let env = sample();
-        assert_eq!(Envelope::from_toml(&env.to_toml()), Ok(env));
+        assert_eq!(
+            Envelope::from_toml(&env.to_toml().expect("serialises")),
+            Ok(env)
+        );
     }
 
     #[test]
     fn other_versions_are_refused() {
-        let text = sample().to_toml().replace("version = 1", "version = 9");
+        let text = sample()
+            .to_toml()
+            .expect("serialises")
+            .replace("version = 1", "version = 9");
         assert!(Envelope::from_toml(&text)
             .expect_err("v9")
             .contains("version 9"));

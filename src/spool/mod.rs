@@ -361,6 +361,10 @@ impl Spool {
 
     fn write_tmp_envelope(&self, id: &QueueId, envelope: &Envelope) -> Result<PathBuf, Error> {
         let path = self.tmp.join(format!("{id}.{}.env", std::process::id()));
+        let text = envelope.to_toml().map_err(|reason| Error::Corrupt {
+            path: path.clone(),
+            reason: format!("cannot serialise the state: {reason}"),
+        })?;
         let result = (|| {
             let mut file = OpenOptions::new()
                 .write(true)
@@ -368,7 +372,7 @@ impl Spool {
                 .truncate(true)
                 .mode(self.file_mode)
                 .open(&path)?;
-            file.write_all(envelope.to_toml().as_bytes())?;
+            file.write_all(text.as_bytes())?;
             file.sync_data()
         })();
         result.map_err(|e| {
@@ -431,12 +435,16 @@ impl<'a> Draft<'a> {
         let file = writer
             .into_inner()
             .map_err(|e| io_err("write", &self.path)(e.into_error()))?;
-        file.sync_data().map_err(io_err("fsync", &self.path))?;
+        let path = &self.path;
+        file.sync_data().map_err(io_err("fsync", path))?;
+        let env_tmp = spool.write_tmp_envelope(&self.id, envelope)?;
         let msg = spool.message_path(&self.id);
-        fs::hard_link(&self.path, &msg).map_err(io_err("link the message into", &spool.queue))?;
+        if let Err(e) = fs::hard_link(&self.path, &msg) {
+            let _ = fs::remove_file(&env_tmp);
+            return Err(io_err("link the message into", &spool.queue)(e));
+        }
         self.linked = true;
         let _ = fs::remove_file(&self.path);
-        let env_tmp = spool.write_tmp_envelope(&self.id, envelope)?;
         let env = spool.envelope_path(&self.id);
         let linked = fs::hard_link(&env_tmp, &env);
         let _ = fs::remove_file(&env_tmp);
