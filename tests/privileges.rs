@@ -30,28 +30,16 @@ fn relaymail_gid() -> Option<u32> {
 }
 
 fn sample(id: &str) -> Envelope {
-    Envelope {
-        version: envelope::VERSION,
-        id: id.into(),
-        created: 0,
-        sender: "root@example.com".into(),
-        size: 5,
-        eight_bit: false,
-        smtputf8: false,
-        message_id: None,
-        submitter: envelope::Submitter {
+    Envelope::new(
+        id,
+        "root@example.com",
+        envelope::Submitter {
             uid: 0,
             user: "root".into(),
         },
-        dsn: Default::default(),
-        held: false,
-        is_bounce: false,
-        attempts: 0,
-        last_attempt: None,
-        next_attempt: None,
-        last_error: None,
-        recipients: Vec::new(),
-    }
+        5,
+        Vec::new(),
+    )
 }
 
 #[test]

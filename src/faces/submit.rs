@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::log::{event, Event, Logger};
 use crate::message::{self, address, Field, Header};
 use crate::rewrite::{Recipient, Rewriter};
-use crate::spool::{envelope, Envelope, QueueId, RecipientState, Spool, Status};
+use crate::spool::{envelope, Envelope, QueueId, Spool};
 use crate::sysexits::{Failure, Sysexit};
 use crate::system::{self, LocalUser};
 
@@ -84,36 +84,19 @@ pub fn submit(
     let eight_bit =
         reader.eight_bit() || !head.is_ascii() || inv.body_type == Some(BodyType::EightBitMime);
     let smtputf8 = !sender.is_ascii() || recipients.iter().any(|r| !r.address.is_ascii());
-    let envelope = Envelope {
-        version: envelope::VERSION,
-        id: id.to_string(),
-        created: chrono::Utc::now().timestamp(),
-        sender: sender.clone(),
-        size,
-        eight_bit,
-        smtputf8,
-        message_id: message_id.clone(),
-        submitter: envelope::Submitter {
-            uid: user.uid,
-            user: user.name.clone(),
-        },
-        dsn: dsn(inv),
-        held: false,
-        is_bounce: false,
-        attempts: 0,
-        last_attempt: None,
-        next_attempt: None,
-        last_error: None,
-        recipients: recipients
-            .iter()
-            .map(|r| RecipientState {
-                address: r.address.clone(),
-                original: r.original.clone(),
-                status: Status::Pending,
-                reply: None,
-            })
-            .collect(),
+    let submitter = envelope::Submitter {
+        uid: user.uid,
+        user: user.name.clone(),
     };
+    let pairs = recipients
+        .iter()
+        .map(|r| (r.address.clone(), r.original.clone()))
+        .collect();
+    let mut envelope = Envelope::new(id.as_str(), &sender, submitter, size, pairs);
+    envelope.eight_bit = eight_bit;
+    envelope.smtputf8 = smtputf8;
+    envelope.message_id = message_id.clone();
+    envelope.dsn = dsn(inv);
     let committed = draft.commit(&envelope)?;
 
     let mut queued = Event::new(event::QUEUED)

@@ -75,6 +75,44 @@ pub struct RecipientState {
 }
 
 impl Envelope {
+    /// The envelope of a message just queued: nothing tried yet, every
+    /// recipient pending. Optional facts (8-bit, DSN, ...) are set after.
+    pub fn new(
+        id: &str,
+        sender: &str,
+        submitter: Submitter,
+        size: u64,
+        recipients: Vec<(String, String)>,
+    ) -> Envelope {
+        Envelope {
+            version: VERSION,
+            id: id.to_string(),
+            created: chrono::Utc::now().timestamp(),
+            sender: sender.to_string(),
+            size,
+            eight_bit: false,
+            smtputf8: false,
+            message_id: None,
+            submitter,
+            dsn: Dsn::default(),
+            held: false,
+            is_bounce: false,
+            attempts: 0,
+            last_attempt: None,
+            next_attempt: None,
+            last_error: None,
+            recipients: recipients
+                .into_iter()
+                .map(|(address, original)| RecipientState {
+                    address,
+                    original,
+                    status: Status::Pending,
+                    reply: None,
+                })
+                .collect(),
+        }
+    }
+
     pub fn to_toml(&self) -> Result<String, String> {
         toml::to_string(self).map_err(|e| e.to_string())
     }
@@ -104,33 +142,19 @@ mod tests {
     use super::*;
 
     pub fn sample() -> Envelope {
-        Envelope {
-            version: VERSION,
-            id: "0000000000000ABCD".into(),
-            created: 1_700_000_000,
-            sender: "root@web01.example.com".into(),
-            size: 1234,
-            eight_bit: true,
-            smtputf8: false,
-            message_id: Some("<x@y>".into()),
-            submitter: Submitter {
+        let mut env = Envelope::new(
+            "0000000000000ABCD",
+            "root@web01.example.com",
+            Submitter {
                 uid: 0,
                 user: "root".into(),
             },
-            dsn: Dsn::default(),
-            held: false,
-            is_bounce: false,
-            attempts: 0,
-            last_attempt: None,
-            next_attempt: None,
-            last_error: None,
-            recipients: vec![RecipientState {
-                address: "admin@example.com".into(),
-                original: "root".into(),
-                status: Status::Pending,
-                reply: None,
-            }],
-        }
+            1234,
+            vec![("admin@example.com".into(), "root".into())],
+        );
+        env.eight_bit = true;
+        env.message_id = Some("<x@y>".into());
+        env
     }
 
     #[test]
