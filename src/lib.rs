@@ -7,10 +7,12 @@
 pub mod cli;
 pub mod config;
 pub mod faces;
+pub mod id;
 pub mod log;
 pub mod message;
 pub mod privilege;
 pub mod rewrite;
+pub mod sink;
 pub mod spool;
 pub mod sysexits;
 pub mod system;

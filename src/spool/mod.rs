@@ -22,7 +22,6 @@
 //! submission; `clean_orphans` removes and reports them.
 
 pub mod envelope;
-pub mod id;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -32,8 +31,8 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
+pub use crate::id::QueueId;
 pub use envelope::{Envelope, RecipientState, Status};
-pub use id::QueueId;
 
 use crate::config::Mode;
 use crate::sysexits::{self, ExitStatus, Sysexit};

@@ -1,4 +1,4 @@
-//! Queue IDs: 11 characters of microseconds since the epoch plus 5 random
+//! Message IDs for the queue and the sink: 11 characters of microseconds since the epoch plus 5 random
 //! characters, in Crockford base32 (no I, L, O, U). They sort by arrival
 //! time, are safe as file names, and are unique across concurrent
 //! submitters (creation is O_EXCL, so a collision is retried, not lost).
