@@ -121,6 +121,13 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
                 } => faces::config_check::check(&source, &config, &mut out),
                 Action::Newaliases => faces::aliases::check(&config, &mut out),
                 Action::Demo => faces::demo::run(&mut out),
+                Action::Sink(sink) => match sink.action {
+                    Some(action) => faces::sink::act(&config, action, &mut out),
+                    None => {
+                        drop(out);
+                        faces::sink::run(&config, sink.run, log)
+                    }
+                },
             }
         }
     }

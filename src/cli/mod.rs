@@ -47,8 +47,8 @@ impl Face {
 /// Everything a run can be asked to do.
 #[derive(Debug)]
 pub enum Command {
-    Sendmail(Invocation),
-    Relaymail(Relaymail),
+    Sendmail(Box<Invocation>),
+    Relaymail(Box<Relaymail>),
 }
 
 /// Parses argv into the face and the command. The `relaymail sendmail ...`,
@@ -71,24 +71,24 @@ pub fn parse(argv: Vec<OsString>) -> (Face, Result<Command, Failure>) {
     }
     let command = match face {
         Face::Sendmail => sendmail::parse(rest)
-            .map(Command::Sendmail)
+            .map(|inv| Command::Sendmail(Box::new(inv)))
             .map_err(Failure::from),
         Face::Mailq => sendmail::parse(rest)
             .map(|mut inv| {
                 inv.operation = Some(sendmail::Operation::ListQueue);
-                Command::Sendmail(inv)
+                Command::Sendmail(Box::new(inv))
             })
             .map_err(Failure::from),
         Face::Newaliases => sendmail::parse(rest)
             .map(|mut inv| {
                 inv.operation = Some(sendmail::Operation::CheckAliases);
-                Command::Sendmail(inv)
+                Command::Sendmail(Box::new(inv))
             })
             .map_err(Failure::from),
         Face::Relaymail => {
             let full = std::iter::once(argv0).chain(rest);
             Relaymail::try_parse_from(full)
-                .map(Command::Relaymail)
+                .map(|r| Command::Relaymail(Box::new(r)))
                 .map_err(Failure::Clap)
         }
     };
@@ -140,6 +140,95 @@ pub enum Action {
     Newaliases,
     /// Queue a demo message in a throw-away spool and show the queue and log.
     Demo,
+    /// Run the receive-only SMTP sink, or read what it received.
+    Sink(Box<SinkArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SinkArgs {
+    #[command(subcommand)]
+    pub action: Option<SinkAction>,
+    #[command(flatten)]
+    pub run: SinkRun,
+}
+
+/// Settings given on the command line win over `[sink]` in the config.
+#[derive(Debug, Default, clap::Args)]
+pub struct SinkRun {
+    /// Listen on ADDR (repeatable), with the --tls mode.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Listen on ADDR with its own TLS mode: ADDR=none|starttls|implicit (repeatable).
+    #[arg(long, value_name = "ADDR=MODE")]
+    pub listener: Vec<String>,
+    /// TLS mode for --listen addresses: none, starttls or implicit.
+    #[arg(long, value_name = "MODE")]
+    pub tls: Option<String>,
+    /// maildir:DIR, mbox:FILE or eml:DIR.
+    #[arg(long, value_name = "SPEC")]
+    pub store: Option<String>,
+    /// none, accept-any or users.
+    #[arg(long, value_name = "MODE")]
+    pub auth: Option<String>,
+    /// A user for --auth users: NAME=PASSWORD (repeatable).
+    #[arg(long = "auth-user", value_name = "NAME=PASSWORD")]
+    pub auth_users: Vec<String>,
+    /// Certificate and key (PEM); without them one is generated and kept.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<std::path::PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<std::path::PathBuf>,
+    /// Where the generated certificate and the message index live.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Host name in the banner and Received: lines.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    #[arg(long, value_name = "SIZE")]
+    pub max_message_size: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub max_recipients: Option<usize>,
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    #[arg(long, value_name = "DURATION")]
+    pub command_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub session_timeout: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SinkAction {
+    /// List received messages (time, client, HELO, TLS, from, to, subject).
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<std::path::PathBuf>,
+    },
+    /// Print a received message as stored.
+    Show {
+        id: String,
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<std::path::PathBuf>,
+    },
+    /// Wait until COUNT matching messages have been stored; exit 0 then,
+    /// 75 on timeout. The server keeps running.
+    Wait {
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// Only messages with this envelope recipient (case-insensitive).
+        #[arg(long, value_name = "ADDR")]
+        to: Option<String>,
+        /// Only messages after this message ID, time (RFC 3339) or "now".
+        #[arg(long, value_name = "ID|TIME|now")]
+        since: Option<String>,
+        /// Give up after this long (e.g. 30s, 5m).
+        #[arg(long, value_name = "DURATION", default_value = "60s")]
+        timeout: String,
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,12 +308,12 @@ mod tests {
         let (_, cmd) = parse(argv(&["relaymail", "queue", "list", "--json"]));
         assert!(matches!(
             cmd,
-            Ok(Command::Relaymail(Relaymail {
-                action: Action::Queue {
+            Ok(Command::Relaymail(r)) if matches!(
+                r.action,
+                Action::Queue {
                     action: QueueAction::List { json: true }
-                },
-                ..
-            }))
+                }
+            )
         ));
     }
 }

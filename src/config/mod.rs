@@ -140,10 +140,33 @@ pub struct Log {
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Sink {
-    pub listen: Vec<String>,
+    pub listeners: Vec<Listener>,
     pub store: String,
-    pub tls: SinkTls,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
     pub auth: SinkAuth,
+    /// `auth = "users"`: user name -> password. Never printed.
+    #[serde(skip)]
+    pub users: BTreeMap<String, String>,
+    /// Generated certificate and the received-message index.
+    pub state_dir: PathBuf,
+    /// Run as this user after binding (when started as root).
+    pub user: Option<String>,
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    pub max_line_length: u64,
+    #[serde(serialize_with = "secs")]
+    pub command_timeout: Duration,
+    #[serde(serialize_with = "secs")]
+    pub session_timeout: Duration,
+}
+
+/// One sink listening address and how it speaks TLS.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Listener {
+    pub addr: std::net::SocketAddr,
+    pub tls: SinkTls,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -305,14 +328,95 @@ fn resolve(raw: RawConfig, mode: Mode, files: Vec<PathBuf>) -> Result<Config, Er
                 .unwrap_or_else(|| PathBuf::from("/dev/log")),
             file: log.file,
         },
-        sink: Sink {
-            listen: sink.listen.unwrap_or_else(|| vec!["127.0.0.1:2525".into()]),
-            store: sink
-                .store
-                .unwrap_or_else(|| "maildir:/var/lib/relaymail/sink".into()),
-            tls: sink.tls.unwrap_or(SinkTls::None),
-            auth: sink.auth.unwrap_or(SinkAuth::None),
-        },
+        sink: resolve_sink(&where_, sink, mode)?,
+    })
+}
+
+fn resolve_sink(where_: &str, raw: schema::RawSink, mode: Mode) -> Result<Sink, Error> {
+    let invalid = |key: &'static str, message: String| Error::Invalid {
+        path: where_.to_string(),
+        key,
+        message,
+    };
+    let tls = raw.tls.unwrap_or(SinkTls::None);
+    let parse_addr = |key: &'static str, text: &str| {
+        text.parse::<std::net::SocketAddr>().map_err(|_| {
+            invalid(
+                key,
+                format!(
+                    "{text:?} is not an address:port; write e.g. \"0.0.0.0:25\" or \"[::]:587\""
+                ),
+            )
+        })
+    };
+    let mut listeners = Vec::new();
+    for text in raw.listen.unwrap_or_default() {
+        listeners.push(Listener {
+            addr: parse_addr("[sink] listen", &text)?,
+            tls,
+        });
+    }
+    for table in raw.listener.unwrap_or_default() {
+        listeners.push(Listener {
+            addr: parse_addr("[[sink.listener]] addr", &table.addr)?,
+            tls: table.tls.unwrap_or(tls),
+        });
+    }
+    if listeners.is_empty() {
+        listeners.push(Listener {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 2525)),
+            tls,
+        });
+    }
+    let auth = raw.auth.unwrap_or(SinkAuth::None);
+    let users = raw.users.unwrap_or_default();
+    if auth == SinkAuth::Users && users.is_empty() {
+        return Err(invalid(
+            "[sink] auth",
+            "\"users\" needs a [sink.users] table of name = \"password\" entries".into(),
+        ));
+    }
+    if raw.cert_file.is_some() != raw.key_file.is_some() {
+        return Err(invalid(
+            "[sink] cert_file",
+            "cert_file and key_file go together; set both, or neither for a generated certificate"
+                .into(),
+        ));
+    }
+    let state_dir = match (raw.state_dir, mode) {
+        (Some(dir), _) => dir,
+        (None, Mode::System) => PathBuf::from("/var/lib/relaymail"),
+        (None, Mode::User) => user_state_dir().map(|d| d.join("sink")).ok_or_else(|| {
+            invalid(
+                "[sink] state_dir",
+                "no home directory; set state_dir".into(),
+            )
+        })?,
+    };
+    Ok(Sink {
+        listeners,
+        store: raw.store.unwrap_or_else(|| match mode {
+            Mode::System => "maildir:/var/lib/relaymail/sink".to_string(),
+            Mode::User => format!("maildir:{}", state_dir.join("mail").display()),
+        }),
+        cert_file: raw.cert_file,
+        key_file: raw.key_file,
+        auth,
+        users,
+        state_dir,
+        user: raw.user,
+        max_message_size: raw.max_message_size.map(|s| s.0).unwrap_or(50 << 20),
+        max_recipients: raw.max_recipients.unwrap_or(100),
+        max_connections: raw.max_connections.unwrap_or(100),
+        max_line_length: raw.max_line_length.map(|s| s.0).unwrap_or(1 << 20),
+        command_timeout: raw
+            .command_timeout
+            .map(|s| s.0)
+            .unwrap_or(Duration::from_secs(300)),
+        session_timeout: raw
+            .session_timeout
+            .map(|s| s.0)
+            .unwrap_or(Duration::from_secs(1800)),
     })
 }
 

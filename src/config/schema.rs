@@ -68,9 +68,29 @@ pub struct RawLog {
 #[serde(deny_unknown_fields)]
 pub struct RawSink {
     pub listen: Option<Vec<String>>,
+    pub listener: Option<Vec<RawListener>>,
     pub store: Option<String>,
     pub tls: Option<SinkTls>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
     pub auth: Option<SinkAuth>,
+    pub users: Option<BTreeMap<String, String>>,
+    pub state_dir: Option<PathBuf>,
+    pub user: Option<String>,
+    pub max_message_size: Option<Size>,
+    pub max_recipients: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_line_length: Option<Size>,
+    pub command_timeout: Option<Span>,
+    pub session_timeout: Option<Span>,
+}
+
+/// `[[sink.listener]]`: one address with its own TLS mode.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub addr: String,
+    pub tls: Option<SinkTls>,
 }
 
 /// An alias target list: `root = "a@example.com"` or `root = ["a@…", "b@…"]`.

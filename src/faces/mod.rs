@@ -4,4 +4,5 @@ pub mod aliases;
 pub mod config_check;
 pub mod demo;
 pub mod queue;
+pub mod sink;
 pub mod submit;

@@ -201,7 +201,7 @@ fn received(config: &Config, user: &LocalUser, id: &QueueId) -> String {
 fn display_name(name: &str) -> String {
     let name = name.trim();
     if !name.is_ascii() {
-        return format!("=?UTF-8?B?{}?=", base64(name.as_bytes()));
+        return format!("=?UTF-8?B?{}?=", message::base64::encode(name.as_bytes()));
     }
     const ATEXT: &str = "!#$%&'*+-/=?^_`{|}~ ";
     if name
@@ -212,30 +212,6 @@ fn display_name(name: &str) -> String {
     }
     let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
     format!("\"{escaped}\"")
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                let index = (n >> (18 - 6 * i)) & 63;
-                out.push(char::from(
-                    TABLE.get(index as usize).copied().unwrap_or(b'A'),
-                ));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn dsn(inv: &Invocation) -> envelope::Dsn {
@@ -276,12 +252,5 @@ mod tests {
         assert_eq!(display_name("Cron Daemon"), "Cron Daemon");
         assert_eq!(display_name("Smith, John"), "\"Smith, John\"");
         assert_eq!(display_name("Jürgen"), "=?UTF-8?B?SsO8cmdlbg==?=");
-    }
-
-    #[test]
-    fn base64_padding() {
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
     }
 }

@@ -22,6 +22,11 @@ pub mod event {
     pub const ORPHAN_REMOVED: &str = "orphan_removed";
     pub const CONFIG_ERROR: &str = "config_error";
     pub const REJECTED: &str = "rejected";
+    pub const SINK_RECEIVED: &str = "received";
+    pub const SINK_REFUSED: &str = "refused";
+    pub const SINK_TLS_FAILED: &str = "tls_failed";
+    pub const SINK_AUTH_FAILED: &str = "auth_failed";
+    pub const SINK_LISTENING: &str = "listening";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //! and how addresses are rewritten (rewrite) are decided by the caller.
 
 pub mod address;
+pub mod base64;
 pub mod header;
 pub mod normalize;
 

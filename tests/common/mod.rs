@@ -321,3 +321,21 @@ pub fn is_root() -> bool {
 pub fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap()
 }
+
+/// Whether an outside program the test drives is installed. Outside CI a
+/// missing one skips the test with a note; in CI (where scripts/test
+/// installs them) it is a failure, so nothing is silently left untested.
+pub fn have(program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is not installed; scripts/test installs it"
+        );
+        eprintln!("skipped: {program} is not installed (scripts/test installs it)");
+    }
+    found
+}

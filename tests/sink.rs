@@ -1,0 +1,830 @@
+//! The sink as devices and scripts use it, driven by independent clients
+//! (Python smtplib, swaks) and by a raw socket speaking like old devices.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+
+/// A running `relaymail sink` on ephemeral loopback ports.
+struct Sink {
+    child: Child,
+    dir: std::sync::Arc<tempfile::TempDir>,
+    args: Vec<String>,
+    /// Bound addresses, in the order given.
+    addrs: Vec<String>,
+    events: mpsc::Receiver<serde_json::Value>,
+}
+
+impl Sink {
+    fn start(args: &[&str]) -> Sink {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("relaymail.toml"),
+            "hostname = \"sink.test.example\"\n[log]\nsyslog = false\n",
+        )
+        .unwrap();
+        let args = args.iter().map(|a| a.to_string()).collect();
+        Sink::start_in(std::sync::Arc::new(dir), args, &[])
+    }
+
+    /// Starts the sink on `dir`, optionally under a wrapper such as strace.
+    fn start_in(
+        dir: std::sync::Arc<tempfile::TempDir>,
+        args: Vec<String>,
+        wrapper: &[&str],
+    ) -> Sink {
+        let config = dir.path().join("relaymail.toml");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        cmd.args(["sink", "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("--store")
+            .arg(format!("maildir:{}", dir.path().join("mail").display()));
+        cmd.args(&args)
+            .env("RELAYMAIL_CONFIG", &config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let wanted = args
+            .iter()
+            .filter(|a| **a == "--listen" || **a == "--listener")
+            .count()
+            .max(1);
+        let mut addrs = Vec::new();
+        let mut lines = stderr.lines();
+        while addrs.len() < wanted {
+            let line = lines.next().expect("sink exited before listening").unwrap();
+            let addr = line
+                .split("listening on ")
+                .nth(1)
+                .unwrap_or_else(|| panic!("unexpected: {line}"));
+            addrs.push(addr.split(' ').next().unwrap().to_string());
+        }
+        std::thread::spawn(move || for _ in lines {});
+        let (tx, events) = mpsc::channel();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ =
+                    tx.send(serde_json::from_str(&line).expect("stdout carries JSON lines only"));
+            }
+        });
+        Sink {
+            child,
+            dir,
+            args,
+            addrs,
+            events,
+        }
+    }
+
+    /// Kills the sink with SIGKILL and starts it again on the same store.
+    fn restart(mut self) -> Sink {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Sink::start_in(self.dir.clone(), self.args.clone(), &[])
+    }
+
+    fn port(&self, i: usize) -> u16 {
+        self.addrs[i].rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    fn event(&self) -> serde_json::Value {
+        self.events
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an event line for the stored message")
+    }
+
+    fn no_event(&self) {
+        assert!(
+            self.events
+                .recv_timeout(Duration::from_millis(200))
+                .is_err(),
+            "no message should be stored"
+        );
+    }
+
+    fn stored(&self) -> Vec<std::path::PathBuf> {
+        let new = self.dir.path().join("mail/new");
+        std::fs::read_dir(new)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
+    fn relaymail(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--state-dir")
+            .arg(self.dir.path().join("state"))
+            .env("RELAYMAIL_CONFIG", self.dir.path().join("relaymail.toml"))
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn python(script: &str) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed:\n{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const PY_PRELUDE: &str = "import smtplib, ssl\nctx = ssl.create_default_context()\nctx.check_hostname = False\nctx.verify_mode = ssl.CERT_NONE\n";
+
+#[test]
+fn smtplib_plain_starttls_implicit_with_auth() {
+    let sink = Sink::start(&[
+        "--listener",
+        "127.0.0.1:0=none",
+        "--listener",
+        "127.0.0.1:0=starttls",
+        "--listener",
+        "127.0.0.1:0=implicit",
+        "--auth",
+        "accept-any",
+    ]);
+    let (plain, starttls, implicit) = (sink.port(0), sink.port(1), sink.port(2));
+    python(&format!(
+        "{PY_PRELUDE}
+s = smtplib.SMTP('127.0.0.1', {plain}); s.ehlo('plain.example')
+s.user, s.password = 'printer', 'x'
+s.auth('PLAIN', s.auth_plain)
+s.sendmail('dev@lab', ['root@lab'], b'Subject: plain\\r\\n\\r\\nhello\\r\\n'); s.quit()
+s = smtplib.SMTP('127.0.0.1', {starttls}); s.ehlo('tls.example'); s.starttls(context=ctx); s.ehlo('tls.example')
+s.user, s.password = 'switch01', 'secret'
+s.auth('LOGIN', s.auth_login, initial_response_ok=False)
+s.sendmail('dev@lab', ['root@lab'], b'Subject: starttls\\r\\n\\r\\nhello\\r\\n'); s.quit()
+s = smtplib.SMTP_SSL('127.0.0.1', {implicit}, context=ctx); s.ehlo('ssl.example')
+s.login('ups', 'pw')
+s.sendmail('dev@lab', ['root@lab'], b'Subject: implicit\\r\\n\\r\\nhello\\r\\n'); s.quit()
+"
+    ));
+    let events: Vec<serde_json::Value> = (0..3).map(|_| sink.event()).collect();
+    assert_eq!(events[0]["tls"], serde_json::Value::Null);
+    assert_eq!(events[0]["helo"], "plain.example");
+    assert_eq!(
+        events[0]["auth_user"], "printer",
+        "AUTH PLAIN on a plain connection"
+    );
+    assert_eq!(events[1]["tls"], "TLSv1.3");
+    assert_eq!(events[1]["auth_user"], "switch01");
+    assert_eq!(events[2]["tls"], "TLSv1.3");
+    assert_eq!(events[2]["auth_user"], "ups");
+    assert!(
+        events[2]["cipher"].as_str().unwrap().contains("TLS13"),
+        "{}",
+        events[2]
+    );
+    for e in &events {
+        assert_eq!(e["from"], "dev@lab");
+        assert_eq!(e["rcpt"], serde_json::json!(["root@lab"]));
+        assert!(e["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+        let text = std::fs::read_to_string(e["path"].as_str().unwrap()).unwrap();
+        assert!(
+            text.starts_with("Return-Path: <dev@lab>\nReceived: from "),
+            "{text}"
+        );
+        assert!(
+            text.contains("by sink.test.example (relaymail sink) with ESMTP"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("\nhello\n"),
+            "LF line ends in Maildir: {text:?}"
+        );
+    }
+    let text = std::fs::read_to_string(events[1]["path"].as_str().unwrap()).unwrap();
+    assert!(
+        text.contains("with ESMTPSA id ")
+            && text.contains("tls=TLSv1.3 cipher=TLS13_")
+            && text.contains("auth=switch01;"),
+        "{text}"
+    );
+}
+
+/// A raw SMTP client for dialogues real libraries would never produce.
+struct Raw {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Raw {
+    fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        let mut raw = Raw { stream, reader };
+        assert!(raw.reply().starts_with("220 "));
+        raw
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// A whole (possibly multi-line) reply.
+    fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).unwrap() == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+}
+
+#[test]
+fn old_devices_helo_lowercase_bare_lf_auth_login() {
+    let sink = Sink::start(&["--listen", "127.0.0.1:0", "--auth", "accept-any"]);
+    let mut c = Raw::connect(sink.port(0));
+    assert!(c.cmd("helo ups01").starts_with("250 "));
+    // AUTH LOGIN without initial response, lowercase, on a plain connection.
+    assert_eq!(c.cmd("auth login"), "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(c.cmd("YWRtaW4="), "334 UGFzc3dvcmQ6\r\n");
+    assert!(c.cmd("cGFzc3dvcmQ=").starts_with("235 2.7.0"));
+    assert!(c.cmd("mail from: <ups01@lab> AUTH=<>").starts_with("250"));
+    assert!(c.cmd("rcpt to: <root@lab>").starts_with("250"));
+    assert!(c.cmd("data").starts_with("354"));
+    // Bare LF and CR CR LF line ends, a dot-stuffed line, 8-bit text.
+    c.send(b"Subject: on battery\n\nline one\r\r\n..starts with a dot\nGr\xc3\xbc\xc3\x9fe\n.\n");
+    assert!(c.reply().starts_with("250 2.0.0 Ok: queued as "));
+    assert!(c.cmd("quit").starts_with("221"));
+    let e = sink.event();
+    assert_eq!(e["helo"], "ups01");
+    assert_eq!(e["auth_user"], "admin");
+    assert_eq!(e["subject"], "on battery");
+    let text = std::fs::read(e["path"].as_str().unwrap()).unwrap();
+    assert!(
+        text.ends_with(
+            "\nSubject: on battery\n\nline one\n.starts with a dot\nGr\u{fc}\u{df}e\n".as_bytes()
+        ),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    assert!(
+        String::from_utf8_lossy(&text).contains("with SMTP id"),
+        "HELO gives SMTP"
+    );
+}
+
+#[test]
+fn auth_plain_forms_and_refusals() {
+    let sink = Sink::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--auth",
+        "users",
+        "--auth-user",
+        "bmc=s3cret",
+    ]);
+    let mut c = Raw::connect(sink.port(0));
+    let ehlo = c.cmd("EHLO bmc");
+    assert!(ehlo.contains("250-AUTH PLAIN LOGIN\r\n"), "{ehlo}");
+    assert!(
+        c.cmd("MAIL FROM:<bmc@lab>").starts_with("530 5.7.0"),
+        "users mode requires AUTH"
+    );
+    // \0bmc\0wrong
+    assert!(c
+        .cmd("AUTH PLAIN AGJtYwB3cm9uZw==")
+        .starts_with("535 5.7.8"));
+    assert!(c.cmd("AUTH CRAM-MD5").starts_with("504 5.5.4"));
+    assert_eq!(c.cmd("AUTH PLAIN"), "334 \r\n");
+    assert!(c.cmd("*").starts_with("501 5.7.0"), "cancelled");
+    assert_eq!(c.cmd("auth plain"), "334 \r\n");
+    assert!(
+        c.cmd("AGJtYwBzM2NyZXQ=").starts_with("235"),
+        "\\0bmc\\0s3cret"
+    );
+    assert!(
+        c.cmd("AUTH PLAIN AGJtYwBzM2NyZXQ=").starts_with("503"),
+        "only once"
+    );
+}
+
+#[test]
+fn auth_none_is_not_offered() {
+    let sink = Sink::start(&["--listen", "127.0.0.1:0"]);
+    let mut c = Raw::connect(sink.port(0));
+    let ehlo = c.cmd("EHLO x");
+    for ext in [
+        "250-PIPELINING",
+        "250-SIZE 52428800",
+        "250-8BITMIME",
+        "250-SMTPUTF8",
+        "250-ENHANCEDSTATUSCODES",
+    ] {
+        assert!(ehlo.contains(ext), "{ehlo}");
+    }
+    assert!(
+        !ehlo.contains("AUTH") && !ehlo.contains("STARTTLS"),
+        "{ehlo}"
+    );
+    assert!(c.cmd("AUTH PLAIN AGEAYg==").starts_with("503 5.5.1"));
+}
+
+#[test]
+fn protocol_errors_and_commands() {
+    let sink = Sink::start(&["--listen", "127.0.0.1:0"]);
+    let mut c = Raw::connect(sink.port(0));
+    assert!(c.cmd("RCPT TO:<a@b>").starts_with("503 5.5.1"));
+    assert!(c.cmd("DATA").starts_with("503 5.5.1"));
+    assert!(c.cmd("MAIL FROM <a@b>").starts_with("501 5.5.4"));
+    assert!(c.cmd("MAIL FROM:<a@b> FROB=1").starts_with("555 5.5.4"));
+    assert!(c.cmd("BDAT 10").starts_with("502 5.5.2"));
+    assert!(c.cmd("VRFY root").starts_with("252"));
+    assert!(c.cmd("HELP").starts_with("214"));
+    assert!(c.cmd("NOOP").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<>").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@b>").starts_with("503"), "nested MAIL");
+    assert!(c.cmd("DATA").starts_with("503"), "no recipients yet");
+    assert!(c.cmd("RSET").starts_with("250"));
+    assert!(c.cmd("STARTTLS").starts_with("502"), "plain listener");
+    sink.no_event();
+}
+
+#[test]
+fn limits_have_their_reply_codes() {
+    let sink = Sink::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--max-message-size",
+        "2000",
+        "--max-recipients",
+        "2",
+    ]);
+    let mut c = Raw::connect(sink.port(0));
+    c.cmd("EHLO x");
+    assert!(
+        c.cmd("MAIL FROM:<a@b> SIZE=5000").starts_with("552 5.3.4"),
+        "declared SIZE"
+    );
+    assert!(c.cmd("MAIL FROM:<a@b> SIZE=100").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<1@x>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<2@x>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<3@x>").starts_with("452 4.5.3"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    let big = "x".repeat(70) + "\r\n";
+    c.send(big.repeat(100).as_bytes());
+    c.send(b".\r\n");
+    assert!(c.reply().starts_with("552 5.3.4"), "streamed size enforced");
+    sink.no_event();
+    assert!(c.cmd("NOOP").starts_with("250"), "session goes on");
+}
+
+#[test]
+fn connection_limit_and_timeouts() {
+    let sink = Sink::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--max-connections",
+        "1",
+        "--command-timeout",
+        "1s",
+    ]);
+    let mut first = Raw::connect(sink.port(0));
+    let mut second = TcpStream::connect(("127.0.0.1", sink.port(0))).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reply = String::new();
+    second.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("421 4.3.2"), "{reply}");
+    // The first client says nothing: after the command timeout, 421 4.4.2.
+    assert!(first.reply().starts_with("421 4.4.2"));
+}
+
+#[test]
+fn session_timeout_ends_a_trickling_client() {
+    let sink = Sink::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--command-timeout",
+        "10s",
+        "--session-timeout",
+        "1s",
+    ]);
+    let mut c = Raw::connect(sink.port(0));
+    let started = std::time::Instant::now();
+    let mut reply = String::new();
+    while !reply.starts_with("421") {
+        reply = c.cmd("NOOP");
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "session timeout must fire"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(reply.starts_with("421 4.4.2"), "{reply}");
+}
+
+#[test]
+fn header_injection_through_helo_or_auth_user_is_impossible() {
+    let sink = Sink::start(&["--listen", "127.0.0.1:0", "--auth", "accept-any"]);
+    let mut c = Raw::connect(sink.port(0));
+    c.send(b"EHLO evil\rX-Injected: yes\r\n");
+    c.reply();
+    // user "u\rX-Evil: 1", password "p"
+    let creds = relaymail::message::base64::encode(b"\0u\rX-Evil: 1\0p");
+    assert!(c.cmd(&format!("AUTH PLAIN {creds}")).starts_with("235"));
+    c.cmd("MAIL FROM:<a@b>");
+    c.cmd("RCPT TO:<c@d>");
+    c.cmd("DATA");
+    c.send(b"Subject: x\r\n\r\nbody\r\n.\r\n");
+    assert!(c.reply().starts_with("250"));
+    let e = sink.event();
+    let text = std::fs::read_to_string(e["path"].as_str().unwrap()).unwrap();
+    let header = text.split("\n\n").next().unwrap();
+    for line in header.lines() {
+        assert!(
+            !line.starts_with("X-Injected") && !line.starts_with("X-Evil"),
+            "injected line: {line}\n{header}"
+        );
+    }
+}
+
+#[test]
+fn swaks_with_pipelining() {
+    if !have("swaks") {
+        return;
+    }
+    let sink = Sink::start(&["--listen", "127.0.0.1:0"]);
+    let out = Command::new("swaks")
+        .args([
+            "--server",
+            &format!("127.0.0.1:{}", sink.port(0)),
+            "--from",
+            "swaks@lab",
+            "--to",
+            "a@lab,b@lab",
+            "--pipeline",
+            "--header",
+            "Subject: swaks test",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let e = sink.event();
+    assert_eq!(e["rcpt"], serde_json::json!(["a@lab", "b@lab"]));
+    assert_eq!(e["subject"], "swaks test");
+}
+
+#[test]
+fn smtputf8_and_eight_bit_bodies_are_stored_byte_for_byte() {
+    let sink = Sink::start(&["--listen", "127.0.0.1:0"]);
+    let port = sink.port(0);
+    python(&format!(
+        "import smtplib
+s = smtplib.SMTP('127.0.0.1', {port}); s.ehlo('x')
+body = 'Subject: Grüße\\r\\n\\r\\nÜmlaut ✓ {long}\\r\\n'.encode('utf-8')
+s.sendmail('ärger@lab', ['empfänger@lab'], body, mail_options=['SMTPUTF8', 'BODY=8BITMIME']); s.quit()
+",
+        long = "y".repeat(3000)
+    ));
+    let e = sink.event();
+    assert_eq!(e["from"], "ärger@lab");
+    assert_eq!(e["rcpt"], serde_json::json!(["empfänger@lab"]));
+    let text = std::fs::read_to_string(e["path"].as_str().unwrap()).unwrap();
+    assert!(
+        text.ends_with(&format!(
+            "\nSubject: Grüße\n\nÜmlaut ✓ {}\n",
+            "y".repeat(3000)
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn list_show_and_wait() {
+    let sink = Sink::start(&["--listen", "127.0.0.1:0"]);
+    let port = sink.port(0);
+    let waiter = {
+        let state = sink.dir.path().join("state");
+        let config = sink.dir.path().join("relaymail.toml");
+        std::thread::spawn(move || {
+            Command::new(BIN)
+                .args([
+                    "sink",
+                    "wait",
+                    "--count",
+                    "2",
+                    "--to",
+                    "ops@lab",
+                    "--since",
+                    "now",
+                    "--timeout",
+                    "20s",
+                    "--state-dir",
+                ])
+                .arg(state)
+                .env("RELAYMAIL_CONFIG", config)
+                .output()
+                .unwrap()
+        })
+    };
+    // Give `wait` its starting point before the first message lands: it
+    // must count only what arrives after it started.
+    std::thread::sleep(Duration::from_millis(300));
+    for (i, to) in ["ops@lab", "other@lab", "OPS@lab"].iter().enumerate() {
+        let mut c = Raw::connect(port);
+        c.cmd("HELO device");
+        c.cmd("MAIL FROM:<dev@lab>");
+        c.cmd(&format!("RCPT TO:<{to}>"));
+        c.cmd("DATA");
+        c.send(format!("Subject: alert {i}\r\n\r\nbody {i}\r\n.\r\n").as_bytes());
+        assert!(c.reply().starts_with("250"));
+    }
+    let waited = waiter.join().unwrap();
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&waited.stdout).lines().count(), 2);
+    let list = sink.relaymail(&["sink", "list"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(text.lines().count(), 4, "header + 3 messages:\n{text}");
+    assert!(
+        text.contains("alert 1") && text.contains("device"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&sink.relaymail(&["sink", "list", "--json"]).stdout).unwrap();
+    let id = json[0]["id"].as_str().unwrap().to_string();
+    let shown = sink.relaymail(&["sink", "show", &id]);
+    assert!(shown.status.success());
+    assert!(String::from_utf8_lossy(&shown.stdout).ends_with("Subject: alert 0\n\nbody 0\n"));
+    let timeout = sink.relaymail(&["sink", "wait", "--count", "4", "--timeout", "1s"]);
+    assert_eq!(timeout.status.code(), Some(75), "timeout is 75");
+    assert!(String::from_utf8_lossy(&timeout.stderr).contains("3 of 4"));
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "wait never stops the server"
+    );
+}
+
+#[test]
+fn bind_failure_names_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["sink", "--listen", &addr, "--state-dir"])
+        .arg(dir.path())
+        .env("RELAYMAIL_CONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(71));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+}
+
+#[test]
+fn sink_code_never_uses_the_relay_side() {
+    for entry in walk(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/sink"
+    ))) {
+        let text = std::fs::read_to_string(&entry).unwrap();
+        for forbidden in [
+            "crate::spool",
+            "crate::relay",
+            "crate::creds",
+            "TcpStream::connect",
+            "lettre",
+        ] {
+            assert!(
+                !text.contains(forbidden),
+                "{} uses {forbidden}",
+                entry.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// Sends one message; returns the final reply to DATA.
+fn send_one(port: u16, subject: &str) -> String {
+    let mut c = Raw::connect(port);
+    c.cmd("HELO device");
+    c.cmd("MAIL FROM:<dev@lab>");
+    c.cmd("RCPT TO:<root@lab>");
+    c.cmd("DATA");
+    c.send(format!("Subject: {subject}\r\n\r\nbody of {subject}\r\n.\r\n").as_bytes());
+    c.reply()
+}
+
+#[test]
+fn kill_9_right_after_the_250_loses_nothing() {
+    let rounds: usize = std::env::var("RELAYMAIL_SINK_KILL_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let mut sink = Sink::start(&["--listen", "127.0.0.1:0"]);
+    for round in 0..rounds {
+        let reply = send_one(sink.port(0), &format!("round {round}"));
+        assert!(reply.starts_with("250 2.0.0"), "round {round}: {reply}");
+        sink = sink.restart();
+    }
+    let stored = sink.stored();
+    assert_eq!(stored.len(), rounds, "every acknowledged message is stored");
+    let mut subjects: Vec<usize> = stored
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            let n: usize = text
+                .split("Subject: round ")
+                .nth(1)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(
+                text.ends_with(&format!("\n\nbody of round {n}\n")),
+                "intact: {text}"
+            );
+            n
+        })
+        .collect();
+    subjects.sort();
+    assert_eq!(subjects, (0..rounds).collect::<Vec<_>>());
+    let tmp = std::fs::read_dir(sink.dir.path().join("mail/tmp"))
+        .unwrap()
+        .count();
+    assert_eq!(tmp, 0, "no partial files left in tmp/");
+}
+
+#[test]
+fn file_and_directory_are_fsynced_before_the_250() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("relaymail.toml"),
+        "hostname = \"sink.test.example\"\n[log]\nsyslog = false\n",
+    )
+    .unwrap();
+    let trace = dir.path().join("trace");
+    let wrapper = [
+        "strace",
+        "-f",
+        "-y",
+        "-e",
+        "trace=fsync,fdatasync,rename,renameat,renameat2,write,sendto",
+        "-o",
+    ];
+    let mut args: Vec<&str> = wrapper.to_vec();
+    let trace_arg = trace.display().to_string();
+    args.push(&trace_arg);
+    let dir = std::sync::Arc::new(dir);
+    let sink = Sink::start_in(
+        dir.clone(),
+        vec!["--listen".into(), "127.0.0.1:0".into()],
+        &args,
+    );
+    assert!(send_one(sink.port(0), "traced").starts_with("250 2.0.0"));
+    drop(sink);
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let reply = lines
+        .iter()
+        .position(|l| l.contains("250 2.0.0 Ok: queued"))
+        .expect("the 250 in the trace");
+    let before = &lines[..reply];
+    let mail = dir.path().join("mail").display().to_string();
+    let file_sync = before.iter().position(|l| {
+        (l.contains("fsync(") || l.contains("fdatasync(")) && l.contains(&format!("{mail}/tmp/"))
+    });
+    let rename = before
+        .iter()
+        .position(|l| l.contains("rename") && l.contains(&format!("{mail}/new/")));
+    let dir_sync = before
+        .iter()
+        .position(|l| l.contains("fsync(") && l.contains(&format!("<{mail}/new>")));
+    assert!(
+        file_sync.is_some(),
+        "message file fsynced before the 250:\n{text}"
+    );
+    assert!(
+        rename.is_some() && dir_sync.is_some(),
+        "moved to new/ and new/ fsynced before the 250:\n{text}"
+    );
+    assert!(
+        file_sync < rename && rename < dir_sync,
+        "order: fsync file, rename, fsync dir:\n{text}"
+    );
+}
+
+#[test]
+fn no_outbound_connection_while_receiving_remote_mail() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("relaymail.toml"),
+        "hostname = \"sink.test.example\"\n[log]\nsyslog = false\n",
+    )
+    .unwrap();
+    let trace = dir.path().join("trace").display().to_string();
+    let dir = std::sync::Arc::new(dir);
+    let args = [
+        "strace",
+        "-f",
+        "-e",
+        "trace=connect,socket",
+        "-o",
+        trace.as_str(),
+    ];
+    let sink = Sink::start_in(
+        dir.clone(),
+        vec!["--listen".into(), "127.0.0.1:0".into()],
+        &args,
+    );
+    let mut c = Raw::connect(sink.port(0));
+    c.cmd("EHLO x");
+    c.cmd("MAIL FROM:<alerts@lab>");
+    for rcpt in ["someone@gmail.com", "admin@example.com", "user@[192.0.2.1]"] {
+        assert!(c.cmd(&format!("RCPT TO:<{rcpt}>")).starts_with("250"));
+    }
+    c.cmd("DATA");
+    c.send(b"Subject: remote\r\n\r\nx\r\n.\r\n");
+    assert!(c.reply().starts_with("250"));
+    let e = sink.event();
+    assert_eq!(e["rcpt"].as_array().unwrap().len(), 3);
+    drop(sink);
+    let text = std::fs::read_to_string(dir.path().join("trace")).unwrap();
+    let outbound: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("connect(") && (l.contains("AF_INET") || l.contains("AF_INET6")))
+        .collect();
+    assert!(
+        outbound.is_empty(),
+        "the sink opened outbound connections: {outbound:?}"
+    );
+    assert!(text.contains("socket("), "the trace saw the process at all");
+}
