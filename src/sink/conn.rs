@@ -98,8 +98,8 @@ pub enum Line {
     Closed,
 }
 
-pub struct Conn {
-    pub stream: Stream,
+pub struct Conn<S = Stream> {
+    pub stream: S,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -108,8 +108,8 @@ pub struct Conn {
     out: Vec<u8>,
 }
 
-impl Conn {
-    pub fn new(stream: Stream) -> Conn {
+impl<S: Read + Write> Conn<S> {
+    pub fn new(stream: S) -> Conn<S> {
         Conn {
             stream,
             buf: vec![0; 16 << 10],
@@ -194,7 +194,9 @@ impl Conn {
             self.end = n;
         }
     }
+}
 
+impl Conn<Stream> {
     /// Drops input the client pipelined before a STARTTLS took effect
     /// (RFC 3207 section 4.2: it must not be trusted) and hands out the
     /// plain socket.
@@ -204,5 +206,72 @@ impl Conn {
             Stream::Plain(tcp) => Some(tcp),
             Stream::Tls(_) => None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that sends `input` and swallows replies.
+    struct Script(io::Cursor<Vec<u8>>);
+    impl Read for Script {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            // One byte at a time: every line crosses read boundaries.
+            let Some(first) = buf.first_mut() else {
+                return Ok(0);
+            };
+            let mut one = [0u8; 1];
+            let n = self.0.read(&mut one)?;
+            *first = one[0];
+            Ok(n)
+        }
+    }
+    impl Write for Script {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn lines(input: &[u8], max: usize) -> Vec<Result<Vec<u8>, Line>> {
+        let mut conn = Conn::new(Script(io::Cursor::new(input.to_vec())));
+        let mut out = Vec::new();
+        loop {
+            match conn.read_line(max).expect("in-memory reads do not fail") {
+                Line::Complete => out.push(Ok(conn.line.clone())),
+                Line::Closed => return out,
+                other => out.push(Err(other)),
+            }
+        }
+    }
+
+    #[test]
+    fn line_ends_and_limits() {
+        let got = lines(b"a\r\nb\nc\r\r\nd\re\n", 10);
+        assert_eq!(
+            got,
+            vec![
+                Ok(b"a".to_vec()),
+                Ok(b"b".to_vec()),
+                Ok(b"c".to_vec()),
+                Ok(b"d\re".to_vec())
+            ]
+        );
+        let got = lines(b"short\n0123456789abcdef\nnext\n", 10);
+        assert_eq!(
+            got,
+            vec![
+                Ok(b"short".to_vec()),
+                Err(Line::TooLong),
+                Ok(b"next".to_vec())
+            ]
+        );
+        assert!(
+            lines(b"no newline at end", 100).is_empty(),
+            "an unfinished line is not a line"
+        );
     }
 }

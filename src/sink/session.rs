@@ -145,10 +145,7 @@ impl Session<'_> {
                 self.error()?;
                 continue;
             };
-            let (verb, args) = match text.split_once(' ') {
-                Some((v, a)) => (v.to_ascii_uppercase(), a.trim().to_string()),
-                None => (text.trim().to_ascii_uppercase(), String::new()),
-            };
+            let (verb, args) = split_command(&text);
             match verb.as_str() {
                 "EHLO" => self.hello(conn, &args, true),
                 "HELO" => self.hello(conn, &args, false),
@@ -625,10 +622,18 @@ impl Session<'_> {
     }
 }
 
+/// A command line's verb (upper-cased) and its argument text.
+pub fn split_command(text: &str) -> (String, String) {
+    match text.split_once(' ') {
+        Some((v, a)) => (v.to_ascii_uppercase(), a.trim().to_string()),
+        None => (text.trim().to_ascii_uppercase(), String::new()),
+    }
+}
+
 /// `FROM:<addr> params` / `TO:<addr> params`, case-insensitive, with the
 /// spacing and missing brackets old devices produce. Returns the address
 /// (without brackets) and the parameters.
-fn path_argument(args: &str, keyword: &str) -> Option<(String, String)> {
+pub fn path_argument(args: &str, keyword: &str) -> Option<(String, String)> {
     let head = args.get(..keyword.len())?;
     if !head.eq_ignore_ascii_case(keyword) {
         return None;
@@ -657,7 +662,7 @@ fn path_argument(args: &str, keyword: &str) -> Option<(String, String)> {
 
 /// Client-supplied text made safe for a header: printable, no comment
 /// delimiters or backslashes, bounded.
-fn clean(text: &str) -> String {
+pub fn clean(text: &str) -> String {
     text.chars()
         .take(200)
         .map(|c| {
@@ -671,7 +676,7 @@ fn clean(text: &str) -> String {
 }
 
 /// Keeps the first Subject: (unfolded, bounded) while in the header section.
-fn track_subject(line: &[u8], in_header: &mut bool, subject: &mut Option<String>) {
+pub fn track_subject(line: &[u8], in_header: &mut bool, subject: &mut Option<String>) {
     const MAX: usize = 500;
     if line.is_empty() {
         *in_header = false;
