@@ -87,8 +87,14 @@ mod tests {
         }
         assert_eq!(stored.path, out.join("0000000000ABCDEF.eml"));
         assert_eq!((stored.offset, stored.length), (0, expected.len() as u64));
-        assert_eq!(fs::read(&stored.path).expect("stored file"), expected);
-        assert_eq!(read(&stored).expect("read"), expected);
+        assert!(
+            fs::read(&stored.path).expect("stored file") == expected,
+            "stored bytes differ"
+        );
+        assert!(
+            read(&stored).expect("read") == expected,
+            "read gives other bytes"
+        );
         let names: Vec<_> = fs::read_dir(&out)
             .expect("dir")
             .flatten()

@@ -187,8 +187,14 @@ mod tests {
         assert_eq!(stored.path.parent(), Some(root.join("new").as_path()));
         assert_eq!(stored.offset, 0);
         assert_eq!(stored.length, expected.len() as u64);
-        assert_eq!(fs::read(&stored.path).expect("stored file"), expected);
-        assert_eq!(read(&stored).expect("read"), expected);
+        assert!(
+            fs::read(&stored.path).expect("stored file") == expected,
+            "stored bytes differ"
+        );
+        assert!(
+            read(&stored).expect("read") == expected,
+            "read gives other bytes"
+        );
         assert!(names(&root.join("tmp")).is_empty());
 
         let name = stored

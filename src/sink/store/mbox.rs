@@ -6,11 +6,11 @@
 //!
 //! An incoming message is first streamed to a temporary file in the sink's
 //! scratch directory, so a slow client never holds the mailbox lock. At
-//! commit the store takes the locks mail readers respect, in the order
-//! Postfix `local` and Exim use: the `<mbox>.lock` dotlock (O_EXCL; one
-//! older than 5 minutes is stale and removed), then a POSIX `fcntl` write
-//! lock on the whole file (what mutt, mailx and Dovecot take; `flock(2)`
-//! is a different lock and is not used). It appends, fsyncs, and releases
+//! commit the store takes the locks mail readers respect, in the order of
+//! Dovecot's default `mbox_write_locks = dotlock fcntl`: the `<mbox>.lock`
+//! dotlock (O_EXCL; one older than 5 minutes is stale and removed), then a
+//! POSIX `fcntl` write lock on the whole file (what mutt and s-nail take;
+//! `flock(2)` is a different lock and is not used). It appends, fsyncs, and releases
 //! them. Threads of one process also queue on an in-process lock, because
 //! `fcntl` locks belong to the process, not to a thread or a descriptor.
 //!
@@ -39,8 +39,8 @@ use super::{
 /// answers with a temporary failure and the client retries).
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
-/// A dotlock older than this is left by a crashed program (mutt and
-/// Postfix use the same age).
+/// A dotlock older than this was left by a crashed program (liblockfile,
+/// which Debian's mail tools use, takes the same age).
 const STALE_LOCK: Duration = Duration::from_secs(300);
 
 pub(super) struct Mbox {
@@ -97,10 +97,12 @@ impl Mbox {
         }
         let mut lock_name = name.to_os_string();
         lock_name.push(".lock");
+        let lock_path = dir.join(lock_name);
+        probe(&path, &lock_path)?;
         create_dirs(scratch)?;
         remove_orphans(scratch, is_temp_name);
         Ok(Mbox {
-            lock_path: dir.join(lock_name),
+            lock_path,
             gate: gate_for(&path),
             path,
             scratch: scratch.to_path_buf(),
@@ -124,6 +126,40 @@ impl Store for Mbox {
             wait: self.wait,
         }))
     }
+}
+
+/// Finds at start-up, rather than at the first message, a mailbox the sink
+/// may not write or lock: opens an existing mbox for writing, and creates
+/// and removes the dotlock (one that exists is someone else's, and fine).
+fn probe(path: &Path, lock_path: &Path) -> io::Result<()> {
+    match OpenOptions::new().write(true).open(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(context("cannot open the mbox for writing", path)(e)),
+    }
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(lock_path)
+    {
+        Ok(_) => {
+            fs::remove_file(lock_path).map_err(context("cannot remove the lock file", lock_path))
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(lock_error(lock_path, e)),
+    }
+}
+
+fn lock_error(lock_path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!(
+            "cannot create the lock file {}: {e}; the sink's user must be able to create files in {} (on Debian: make it a member of group mail, which owns /var/mail with mode 2775)",
+            lock_path.display(),
+            parent_dir(lock_path).display()
+        ),
+    )
 }
 
 fn is_temp_name(name: &str) -> bool {
@@ -344,16 +380,7 @@ impl DotLock {
                         continue;
                     }
                 }
-                Err(e) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!(
-                            "cannot create the lock file {}: {e}; the sink's user must be able to create files in {} (on Debian: group mail, which owns /var/mail with mode 2775)",
-                            path.display(),
-                            parent_dir(path).display()
-                        ),
-                    ))
-                }
+                Err(e) => return Err(lock_error(path, e)),
             }
             if Instant::now() >= deadline {
                 return Err(io::Error::new(
@@ -713,7 +740,10 @@ mod tests {
                             &envelope(&format!("000000000T{t}{i:05}"), "a@b"),
                             &lines,
                         );
-                        assert_eq!(read(&stored).expect("read"), lf_text(&lines));
+                        assert!(
+                            read(&stored).expect("read") == lf_text(&lines),
+                            "message {t} {i} damaged"
+                        );
                     }
                 });
             }
