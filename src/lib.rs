@@ -52,7 +52,7 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
     match command {
         Command::Sendmail(inv) => {
             for warning in &inv.warnings {
-                eprintln!("{}: warning: {warning}", face.name());
+                log::stderr(&format!("{}: warning: {warning}", face.name()));
             }
             if inv.help || inv.version {
                 return usage(face, inv.version, &mut out);
@@ -63,7 +63,12 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
                     let mut log = open_log(face, &config, inv.verbose);
                     let done = faces::submit::submit(&inv, &config, &mut log, io::stdin().lock())?;
                     if inv.verbose {
-                        eprintln!("{}: queued as {} for {} recipient(s)", face.name(), done.id, done.recipients.len());
+                        log::stderr(&format!(
+                            "{}: queued as {} for {} recipient(s)",
+                            face.name(),
+                            done.id,
+                            done.recipients.len()
+                        ));
                     }
                     Ok(Sysexit::Ok)
                 }
@@ -82,6 +87,7 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
         }
         Command::Relaymail(args) => {
             if let Action::Demo = args.action {
+                privilege::drop_group()?;
                 return faces::demo::run(&mut out);
             }
             let (source, config) = load_config(args.config)?;

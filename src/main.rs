@@ -10,7 +10,7 @@ fn main() -> ExitCode {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("relaymail: internal error{place}; nothing was queued unless mailq shows it. Please report this.");
+        relaymail::log::stderr(&format!("relaymail: internal error{place}; nothing was queued unless mailq shows it. Please report this."));
         std::process::exit(70);
     }));
     let (face, result) = relaymail::run(std::env::args_os().collect());
@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         Ok(status) => ExitCode::from(status.code()),
         Err(failure) => {
             if !failure.message.is_empty() {
-                eprintln!("{}: {}", face.name(), failure.message);
+                relaymail::log::stderr(&format!("{}: {}", face.name(), failure.message));
             }
             ExitCode::from(failure.exit.code())
         }

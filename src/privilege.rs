@@ -30,3 +30,19 @@ pub fn settle(source: &Source) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// Gives up the setgid group for good (for faces that never need the
+/// shared spool, such as `demo`, which works in a directory the caller
+/// controls).
+pub fn drop_group() -> Result<(), Failure> {
+    if !is_setgid() {
+        return Ok(());
+    }
+    let gid = getgid();
+    setresgid(gid, gid, gid).map_err(|e| {
+        Failure::new(
+            Sysexit::OsErr,
+            format!("cannot give up the relaymail group: {e}"),
+        )
+    })
+}

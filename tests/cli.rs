@@ -100,6 +100,22 @@ const CASES: &[Case] = &[
         absent: &[],
     },
     Case {
+        name: "a bare CR cannot start an injected header line",
+        args: &["-t", "-i"],
+        stdin: "To: a@example.net\nSubject: hello\rBcc: victim@evil.example\n\nbody\n",
+        recipients: &["a@example.net"],
+        stored: &["Subject: hello Bcc: victim@evil.example\r\n"],
+        absent: &["\r\nBcc"],
+    },
+    Case {
+        name: "IPv6 address literal",
+        args: &["u@[IPv6:::1]"],
+        stdin: "\nb\n",
+        recipients: &["u@[IPv6:::1]"],
+        stored: &[],
+        absent: &[],
+    },
+    Case {
         name: "-n skips aliases",
         args: &["-n", "root"],
         stdin: "\nb\n",
@@ -422,4 +438,64 @@ fn help_and_version_work_with_a_broken_config() {
     let out = env.run("relaymail", &["--help"], b"");
     assert_exit(&out, 0, &env, "--help");
     assert!(stdout(&out).contains("queue"));
+}
+
+#[test]
+fn a_latin1_byte_in_the_aliases_file_does_not_stop_mail() {
+    let env = Env::new();
+    let mut aliases = std::fs::read(env.path("aliases")).unwrap();
+    aliases.extend_from_slice(b"# G\xe9rard's old entry\n");
+    std::fs::write(env.path("aliases"), aliases).unwrap();
+    let out = env.sendmail(&["root"], "\nb\n");
+    assert_exit(&out, 0, &env, "latin-1 comment");
+    assert_eq!(
+        env.only_message().recipients(),
+        ["admin@example.com", "ops@example.org"]
+    );
+}
+
+#[test]
+fn junk_in_tmp_does_not_stop_submission() {
+    let env = Env::new();
+    assert_exit(
+        &env.sendmail(&["x@example.net"], "\nfirst\n"),
+        0,
+        &env,
+        "first",
+    );
+    std::fs::create_dir(env.spool.join("tmp/lost+found")).unwrap();
+    std::fs::write(env.spool.join("tmp/notes.txt"), "admin's file").unwrap();
+    assert_exit(
+        &env.sendmail(&["x@example.net"], "\nsecond\n"),
+        0,
+        &env,
+        "second",
+    );
+    assert!(
+        env.spool.join("tmp/notes.txt").exists(),
+        "files that are not ours are left alone"
+    );
+    assert_eq!(env.queued().len(), 2);
+}
+
+#[test]
+fn a_broken_stderr_never_fails_a_queued_message() {
+    let env = Env::new();
+    let mut child = env
+        .cmd("sendmail")
+        .args(["-v", "-k", "x@example.net"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"\nb\n").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "queued, so exit 0 even with nowhere to print"
+    );
+    assert_eq!(env.queued().len(), 1);
 }

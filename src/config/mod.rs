@@ -114,6 +114,8 @@ pub struct Rewrite {
     /// Domain given to bare local names (`root` -> `root@<domain>`).
     pub default_domain: String,
     pub aliases_file: Option<PathBuf>,
+    /// The aliases file was named in the config (not the /etc/aliases default).
+    pub aliases_file_explicit: bool,
     /// Forced envelope sender for relays that accept only their account.
     pub sender: Option<String>,
     /// Sender addresses of this host are rewritten to this domain.
@@ -255,7 +257,7 @@ fn resolve(raw: RawConfig, mode: Mode, files: Vec<PathBuf>) -> Result<Config, Er
         .unwrap_or_else(|| "built-in defaults".to_string());
     let hostname = match raw.hostname {
         Some(h) => check_domain(&where_, "hostname", h)?,
-        None => crate::system::mail_name(),
+        None => crate::system::mail_name().to_ascii_lowercase(),
     };
     let spool_dir = match (raw.spool_dir, mode) {
         (Some(dir), _) => dir,
@@ -271,6 +273,7 @@ fn resolve(raw: RawConfig, mode: Mode, files: Vec<PathBuf>) -> Result<Config, Er
         Some(d) => check_domain(&where_, "[rewrite] default_domain", d)?,
         None => hostname.clone(),
     };
+    let aliases_file_explicit = rewrite.aliases_file.is_some();
     let aliases_file = match rewrite.aliases_file {
         Some(p) if p.as_os_str().is_empty() => None,
         Some(p) => Some(p),
@@ -296,7 +299,17 @@ fn resolve(raw: RawConfig, mode: Mode, files: Vec<PathBuf>) -> Result<Config, Er
         rewrite: Rewrite {
             default_domain,
             aliases_file,
-            sender: rewrite.sender,
+            aliases_file_explicit,
+            sender: rewrite
+                .sender
+                .map(|s| {
+                    crate::message::address::check(&s).map_err(|e| Error::Invalid {
+                        path: where_.clone(),
+                        key: "[rewrite] sender",
+                        message: e.to_string(),
+                    })
+                })
+                .transpose()?,
             masquerade_domain,
             qualify_headers: rewrite.qualify_headers.unwrap_or(true),
         },

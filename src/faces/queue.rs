@@ -168,6 +168,7 @@ pub fn show(
 ) -> Result<Sysexit, Failure> {
     let spool = open(config)?;
     let id = parse_id(id)?;
+    check_owner(&spool, &id, "show")?;
     let env = spool.read(&id)?;
     let header = read_header(&spool.message_path(&id))
         .map_err(|e| Failure::new(Sysexit::IoErr, format!("cannot read message {id}: {e}")))?;
@@ -268,7 +269,7 @@ pub fn change(
                 writeln!(out, "{id}: {word}").map_err(output)?;
             }
             Err(failure) => {
-                eprintln!("relaymail: {text}: {failure}");
+                crate::log::stderr(&format!("relaymail: {text}: {failure}"));
                 worst = failure.exit;
             }
         }
@@ -276,7 +277,32 @@ pub fn change(
     Ok(worst)
 }
 
+/// Through the setgid binary, a user may act on their own messages only;
+/// root (and anyone in user mode, where the spool is their own) on all.
+fn check_owner(spool: &Spool, id: &QueueId, what: &str) -> Result<(), Failure> {
+    if !crate::privilege::is_setgid() || nix::unistd::getuid().is_root() {
+        return Ok(());
+    }
+    let env = spool.read(id)?;
+    if env.submitter.uid == nix::unistd::getuid().as_raw() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        Sysexit::NoPerm,
+        format!(
+            "message {id} was submitted by {} (uid {}); only they or root may {what} it",
+            env.submitter.user, env.submitter.uid
+        ),
+    ))
+}
+
 fn apply(spool: &Spool, id: &QueueId, change: Change) -> Result<(), Failure> {
+    let what = match change {
+        Change::Delete => "delete",
+        Change::Hold => "hold",
+        Change::Release => "release",
+    };
+    check_owner(spool, id, what)?;
     match change {
         Change::Delete => Ok(spool.delete(id)?),
         Change::Hold | Change::Release => {

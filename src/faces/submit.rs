@@ -45,8 +45,12 @@ pub fn submit(
     }
 
     let spool = Spool::open(&config.spool_dir, config.mode)?;
-    for orphan in spool.clean_orphans(false)? {
-        log.info(&orphan_event(&orphan));
+    // Best effort: leftovers of someone else's crash must not stop mail.
+    match spool.clean_orphans(false) {
+        Ok(removed) => removed.iter().for_each(|o| log.info(&orphan_event(o))),
+        Err(e) => crate::log::stderr(&format!(
+            "warning: {e}; leftovers stay until `relaymail queue clean`"
+        )),
     }
     spool.check_space(config.queue.min_free_space)?;
     let mut draft = spool.create()?;

@@ -123,6 +123,16 @@ fn quote(value: &str) -> String {
     out
 }
 
+/// One line on stderr. A closed or broken stderr must not abort the
+/// program (and so never turn a queued message into a failure exit).
+pub fn stderr(line: &str) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let _ = err
+        .write_all(line.as_bytes())
+        .and_then(|()| err.write_all(b"\n"));
+}
+
 pub struct Settings {
     pub syslog: bool,
     pub socket: PathBuf,
@@ -156,10 +166,9 @@ impl Logger {
             .and_then(|result| match result {
                 Ok(logger) => Some(logger),
                 Err(reason) => {
-                    eprintln!(
-                        "{face}: warning: cannot log to syslog at {}: {reason}; continuing without syslog (set [log] syslog_socket, or syslog = false)",
+                    stderr(&format!("{face}: warning: cannot log to syslog at {}: {reason}; continuing without syslog (set [log] syslog_socket, or syslog = false)",
                         settings.socket.display()
-                    );
+                    ));
                     None
                 }
             });
@@ -174,7 +183,7 @@ impl Logger {
     pub fn log(&mut self, severity: Severity, event: &Event) {
         let line = event.line();
         if self.echo {
-            eprintln!("{}: {line}", self.face);
+            stderr(&format!("{}: {line}", self.face));
         }
         if let Some(logger) = &mut self.syslog {
             let sent = match severity {
@@ -183,21 +192,21 @@ impl Logger {
                 Severity::Error => logger.err(&line),
             };
             if let Err(e) = sent {
-                eprintln!(
+                stderr(&format!(
                     "{}: warning: syslog write failed: {e}; continuing without syslog",
                     self.face
-                );
+                ));
                 self.syslog = None;
             }
         }
         if let Some(path) = &self.file {
             let time = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
             if let Err(e) = append_line(path, &event.json(&time)) {
-                eprintln!(
+                stderr(&format!(
                     "{}: warning: cannot append to log file {}: {e}",
                     self.face,
                     path.display()
-                );
+                ));
                 self.file = None;
             }
         }

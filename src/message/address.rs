@@ -27,6 +27,14 @@ pub fn parse_list(text: &str) -> Vec<Mailbox> {
         match bytes.get(i).copied().unwrap_or(b',') {
             b'"' => i = skip_quoted(bytes, i),
             b'(' => i = skip_comment(bytes, i),
+            // An address literal ([IPv6:::1]) holds colons that are not
+            // group syntax.
+            b'[' => {
+                i = bytes
+                    .get(i..)
+                    .and_then(|r| r.iter().position(|b| *b == b']'))
+                    .map_or(bytes.len(), |p| i + p)
+            }
             b'<' if angle.is_none() => angle = Some(i + 1),
             b'>' => {
                 if let Some(open) = angle.take() {
@@ -96,7 +104,7 @@ fn bare_span(text: &str, element: Range<usize>) -> Range<usize> {
                 i = skip_quoted(bytes, i);
                 last = i + 1;
             }
-            b' ' | b'\t' => {}
+            b' ' | b'\t' | b'\r' | b'\n' => {}
             _ => {
                 first.get_or_insert(i);
                 last = i + 1;
@@ -262,6 +270,8 @@ mod tests {
         assert_eq!(addrs("<@relay.example:u@example.com>"), ["u@example.com"]);
         assert_eq!(addrs("a@x.org,,b@x.org"), ["a@x.org", "b@x.org"]);
         assert_eq!(addrs("\"odd (not comment)\" <q@x.org>"), ["q@x.org"]);
+        assert_eq!(addrs("u@[IPv6:::1], v@x.org"), ["u@[IPv6:::1]", "v@x.org"]);
+        assert_eq!(addrs("a@x.org,\r\n root"), ["a@x.org", "root"]);
     }
 
     #[test]

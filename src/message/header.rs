@@ -176,30 +176,35 @@ impl Header {
     }
 
     /// Rewrites addresses in the fields called `names`: `map` returns the
-    /// replacement for an address, or None to keep it. A changed field is
-    /// written unfolded; untouched fields keep their exact bytes.
+    /// replacement for an address, or None to keep it. Only the changed
+    /// addresses are spliced into the raw field, so folding and every other
+    /// byte stay as they were; a field that is not UTF-8 is left alone.
     pub fn rewrite_addresses(&mut self, names: &[&str], map: impl Fn(&str) -> Option<String>) {
         for field in self
             .fields
             .iter_mut()
             .filter(|f| names.iter().any(|n| f.is(n)))
         {
-            let value = field.value();
-            let mut changed = value.clone();
+            let Ok(raw) = std::str::from_utf8(&field.raw) else {
+                continue;
+            };
+            let Some(colon) = raw.find(':') else { continue };
+            let value_start = colon + 1;
+            let value_end = raw.len().saturating_sub(2).max(value_start);
+            let Some(value) = raw.get(value_start..value_end) else {
+                continue;
+            };
+            let mut changed = raw.to_string();
+            let mut mailboxes = address::parse_list(value);
             // Replace from the end so earlier spans stay valid.
-            let mut mailboxes = address::parse_list(&value);
             mailboxes.reverse();
-            let mut any = false;
             for mailbox in mailboxes {
                 if let Some(new) = map(&mailbox.address) {
-                    changed.replace_range(mailbox.span.clone(), &new);
-                    any = true;
+                    let span = value_start + mailbox.span.start..value_start + mailbox.span.end;
+                    changed.replace_range(span, &new);
                 }
             }
-            if any {
-                let name = field.name().to_string();
-                *field = Field::new(&name, &changed);
-            }
+            field.raw = changed.into_bytes();
         }
     }
 
@@ -267,6 +272,21 @@ mod tests {
     fn needs_more_until_blank_line() {
         assert_eq!(scan(b"Subject: x\r\nTo: y", false), Scan::NeedMore);
         assert_eq!(scan(b"Subject: x\r\n", false), Scan::NeedMore);
+    }
+
+    #[test]
+    fn rewriting_keeps_folding_and_leaves_8bit_fields_alone() {
+        let (mut h, _) =
+            complete(b"To: a@x.org,\r\n  root,\r\n\tb@x.org\r\nCc: J\xf6rg <root>\r\n\r\n");
+        h.rewrite_addresses(&["to", "cc"], |a| {
+            (!a.contains('@')).then(|| format!("{a}@example.com"))
+        });
+        let mut out = Vec::new();
+        h.write_to(&mut out);
+        assert_eq!(
+            out,
+            b"To: a@x.org,\r\n  root@example.com,\r\n\tb@x.org\r\nCc: J\xf6rg <root>\r\n".to_vec()
+        );
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! Streaming line-ending normalisation: CRLF, bare LF and bare CR all
-//! become CRLF (what SMTP and lettre's dot-stuffing expect), NUL bytes are
-//! refused, and without `-i` a line holding only "." ends the message.
+//! Streaming line-ending normalisation to CRLF (what SMTP and lettre's
+//! dot-stuffing expect): CRLF, bare LF and CR CR LF end a line. A lone CR
+//! never starts a header line (that would let `Subject: x\rBcc: victim`
+//! through a filter that only strips LF): in the header section it becomes
+//! a space; in the body, a line end (old Mac text). NUL bytes are refused,
+//! and without `-i` a line holding only "." ends the message.
 //! Lines are never cut or re-wrapped, whatever their length: bytes pass
 //! through unchanged, so 8-bit and UTF-8 text is kept byte for byte.
 //! Memory is bounded by the caller's chunk size, never by line length.
@@ -28,6 +31,8 @@ pub struct Normalizer {
     pending_cr: bool,
     /// The current line so far is exactly "." and has not been written yet.
     held_dot: bool,
+    /// Still in the header section (no empty line seen yet).
+    in_header: bool,
     line_len: u64,
     pub lines: u64,
     pub longest_line: u64,
@@ -41,6 +46,7 @@ impl Normalizer {
             ignore_dots,
             pending_cr: false,
             held_dot: false,
+            in_header: true,
             line_len: 0,
             lines: 0,
             longest_line: 0,
@@ -54,11 +60,26 @@ impl Normalizer {
         let mut rest = input;
         while !rest.is_empty() {
             if self.pending_cr {
-                self.pending_cr = false;
-                let crlf = rest.first() == Some(&b'\n');
-                if crlf {
-                    rest = rest.get(1..).unwrap_or(&[]);
-                    self.consumed += 1;
+                // CRs followed by LF end one line; a lone CR is a space in
+                // the header and a line end in the body.
+                match rest.first() {
+                    Some(b'\r') => {
+                        rest = rest.get(1..).unwrap_or(&[]);
+                        self.consumed += 1;
+                        continue;
+                    }
+                    Some(b'\n') => {
+                        rest = rest.get(1..).unwrap_or(&[]);
+                        self.consumed += 1;
+                        self.pending_cr = false;
+                    }
+                    _ => {
+                        self.pending_cr = false;
+                        if self.in_header {
+                            self.text(b" ", out);
+                            continue;
+                        }
+                    }
                 }
                 if self.end_line(out) == Progress::Ended {
                     return Ok(Progress::Ended);
@@ -132,6 +153,9 @@ impl Normalizer {
             self.held_dot = false;
         }
         out.extend_from_slice(b"\r\n");
+        if self.line_len == 0 {
+            self.in_header = false;
+        }
         self.longest_line = self.longest_line.max(self.line_len);
         self.line_len = 0;
         self.lines += 1;
@@ -171,8 +195,9 @@ mod tests {
         let cases: &[(&[u8], &[u8])] = &[
             (b"a\r\nb\r\n", b"a\r\nb\r\n"),
             (b"a\nb\n", b"a\r\nb\r\n"),
-            (b"a\rb\r", b"a\r\nb\r\n"),
-            (b"a\r\r\nb", b"a\r\n\r\nb\r\n"),
+            (b"\na\rb\r", b"\r\na\r\nb\r\n"),
+            (b"a\r\r\nb", b"a\r\nb\r\n"),
+            (b"\na\r\r\r\nb", b"\r\na\r\nb\r\n"),
             (b"no newline", b"no newline\r\n"),
             (b"", b""),
             (b"\n\n", b"\r\n\r\n"),
@@ -180,6 +205,15 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(normalise_all_splits(input, true), *want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn lone_cr_never_starts_a_header_line() {
+        let input = b"Subject: hi\rBcc: victim@example.net\n\nbody\rline\n";
+        assert_eq!(
+            normalise_all_splits(input, true),
+            b"Subject: hi Bcc: victim@example.net\r\n\r\nbody\r\nline\r\n"
+        );
     }
 
     #[test]

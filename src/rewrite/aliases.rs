@@ -57,8 +57,12 @@ impl Table {
 }
 
 pub fn read(path: &Path) -> Result<(Table, Vec<Problem>), (PathBuf, std::io::Error)> {
-    let text = std::fs::read_to_string(path).map_err(|e| (path.to_path_buf(), e))?;
-    Ok(parse(&text, &path.display().to_string()))
+    // Bytes, not UTF-8: one stray Latin-1 comment must not stop all mail.
+    let bytes = std::fs::read(path).map_err(|e| (path.to_path_buf(), e))?;
+    Ok(parse(
+        &String::from_utf8_lossy(&bytes),
+        &path.display().to_string(),
+    ))
 }
 
 /// Parses aliases text. Later definitions of a name replace earlier ones

@@ -5,6 +5,7 @@
 
 pub mod aliases;
 
+use std::collections::HashSet;
 use std::fmt;
 
 use crate::config::Config;
@@ -15,6 +16,8 @@ use crate::system::LocalUser;
 
 /// How deep nested aliases may go before we call it a loop.
 const MAX_DEPTH: usize = 20;
+/// Recipients of one message, after alias expansion.
+pub const MAX_RECIPIENTS: usize = 10_000;
 
 #[derive(Debug)]
 pub enum Error {
@@ -22,10 +25,16 @@ pub enum Error {
         what: &'static str,
         invalid: address::Invalid,
     },
+    BadAliasTarget {
+        alias: String,
+        origin: String,
+        invalid: address::Invalid,
+    },
     AliasLoop {
         chain: Vec<String>,
         origin: String,
     },
+    TooManyRecipients,
     NoRecipients {
         reason: String,
     },
@@ -39,12 +48,19 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::BadAddress { what, invalid } => write!(f, "{what}: {invalid}"),
+            Error::BadAliasTarget { alias, origin, invalid } => {
+                write!(f, "alias {alias} (at {origin}): {invalid}; fix the aliases")
+            }
             Error::AliasLoop { chain, origin } => write!(
                 f,
                 "alias loop {} (defined at {origin}); break the cycle in the aliases",
                 chain.join(" -> ")
             ),
             Error::NoRecipients { reason } => write!(f, "{reason}"),
+            Error::TooManyRecipients => write!(
+                f,
+                "more than {MAX_RECIPIENTS} recipients after alias expansion; split the message or check the aliases"
+            ),
             Error::AliasFile { path, source } => write!(
                 f,
                 "cannot read aliases file {}: {source}; fix [rewrite] aliases_file or set it to \"\" to use none",
@@ -60,8 +76,11 @@ impl ExitStatus for Error {
     fn sysexit(&self) -> Sysexit {
         match self {
             Error::BadAddress { .. } => Sysexit::Usage,
-            Error::AliasLoop { .. } | Error::AliasFile { .. } => Sysexit::Config,
+            Error::AliasLoop { .. } | Error::AliasFile { .. } | Error::BadAliasTarget { .. } => {
+                Sysexit::Config
+            }
             Error::NoRecipients { .. } => Sysexit::NoUser,
+            Error::TooManyRecipients => Sysexit::Usage,
         }
     }
 }
@@ -133,6 +152,11 @@ impl<'a> Rewriter<'a> {
     /// Expands aliases and qualifies each recipient; duplicates removed.
     pub fn recipients(&self, typed: &[String], expand: bool) -> Result<Vec<Recipient>, Error> {
         let mut out: Vec<Recipient> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        // Names already expanded in this call: expanding one again adds
+        // nothing (duplicates are dropped), and skipping it keeps a wide
+        // alias graph linear instead of exponential.
+        let mut expanded: HashSet<String> = HashSet::new();
         for original in typed {
             let addr = address::check(original).map_err(|invalid| Error::BadAddress {
                 what: "recipient",
@@ -140,17 +164,20 @@ impl<'a> Rewriter<'a> {
             })?;
             let mut found = Vec::new();
             if expand {
-                self.expand(&addr, &mut Vec::new(), &mut found)?;
+                self.expand(&addr, &mut Vec::new(), &mut expanded, &mut found)?;
             } else {
                 found.push(self.qualify(&addr));
             }
             for address in found {
-                if !out.iter().any(|r| r.address.eq_ignore_ascii_case(&address)) {
+                if seen.insert(address.to_ascii_lowercase()) {
                     out.push(Recipient {
                         address,
                         original: original.clone(),
                     });
                 }
+            }
+            if out.len() > MAX_RECIPIENTS {
+                return Err(Error::TooManyRecipients);
             }
         }
         if out.is_empty() {
@@ -184,6 +211,7 @@ impl<'a> Rewriter<'a> {
         &self,
         addr: &str,
         chain: &mut Vec<String>,
+        expanded: &mut HashSet<String>,
         out: &mut Vec<String>,
     ) -> Result<(), Error> {
         if !self.is_local(addr) {
@@ -203,17 +231,24 @@ impl<'a> Rewriter<'a> {
                 origin,
             });
         }
+        if !expanded.insert(name.clone()) {
+            return Ok(());
+        }
         chain.push(name.clone());
         for target in targets {
-            let target = address::check(&target).map_err(|invalid| Error::BadAddress {
-                what: "alias target",
+            let target = address::check(&target).map_err(|invalid| Error::BadAliasTarget {
+                alias: name.clone(),
+                origin: origin.clone(),
                 invalid,
             })?;
             // `root: root, admin@x` — a name naming itself stops there.
             if self.is_local(&target) && Self::local_part(&target).eq_ignore_ascii_case(&name) {
                 out.push(self.qualify(Self::local_part(&target)));
             } else {
-                self.expand(&target, chain, out)?;
+                self.expand(&target, chain, expanded, out)?;
+                if out.len() > MAX_RECIPIENTS {
+                    return Err(Error::TooManyRecipients);
+                }
             }
         }
         chain.pop();
@@ -357,6 +392,23 @@ mod tests {
         let err = rw.recipients(&["a".into()], true).expect_err("loop");
         assert_eq!(err.sysexit(), Sysexit::Config);
         assert!(err.to_string().contains("a -> b -> c -> a"), "{err}");
+    }
+
+    #[test]
+    fn wide_alias_graphs_expand_in_linear_time() {
+        // Six targets per level, 15 levels: 6^15 paths if re-expanded.
+        let mut text = String::new();
+        for level in 0..15 {
+            let next: Vec<String> = (0..6).map(|_| format!("a{}", level + 1)).collect();
+            text.push_str(&format!("a{level}: {}\n", next.join(", ")));
+        }
+        text.push_str("a15: end@example.org\n");
+        let (_d, cfg) = config("", Some(&text));
+        let rw = Rewriter::new(&cfg).expect("rw");
+        assert_eq!(
+            addrs(&rw.recipients(&["a0".into()], true).expect("ok")),
+            ["end@example.org"]
+        );
     }
 
     #[test]

@@ -95,11 +95,11 @@ impl Events {
         let mut line = serde_json::to_string(&record).unwrap_or_default();
         line.push('\n');
         if let Ok(mut index) = self.index.lock() {
-            // One write per line (O_APPEND): concurrent sinks never interleave.
-            if let Err(e) = index
-                .write_all(line.as_bytes())
-                .and_then(|()| index.sync_data())
-            {
+            // One write per line (O_APPEND): concurrent sinks never
+            // interleave. The message itself is already fsynced; the index
+            // is not, to keep a third flush per message off the hot path (it
+            // survives a killed sink, not a power cut).
+            if let Err(e) = index.write_all(line.as_bytes()) {
                 self.warn(&format!("cannot append to the sink index: {e}"));
             }
         }
@@ -160,7 +160,7 @@ impl Events {
     }
 
     fn warn(&self, text: &str) {
-        eprintln!("relaymail sink: warning: {text}");
+        crate::log::stderr(&format!("relaymail sink: warning: {text}"));
     }
 }
 

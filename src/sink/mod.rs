@@ -86,7 +86,9 @@ pub fn run(hostname: &str, settings: config::Sink, log: Logger) -> Result<Sysexi
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        eprintln!("relaymail sink: listening on {addr} ({mode}), storing to {spec}");
+        crate::log::stderr(&format!(
+            "relaymail sink: listening on {addr} ({mode}), storing to {spec}"
+        ));
         events.log(
             Severity::Info,
             &Event::new(event::SINK_LISTENING)

@@ -138,7 +138,26 @@ impl Spool {
             if dir.is_dir() {
                 continue;
             }
+            // The shared spool belongs to root:relaymail; a user running
+            // the setgid binary must not create (and so own) any of it.
+            if mode == Mode::System && !nix::unistd::geteuid().is_root() {
+                return Err(Error::Io {
+                    action: "find spool directory",
+                    path: dir.to_path_buf(),
+                    source: io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!(
+                            "missing; create it as root: install -d -o root -g {GROUP} -m 2770 {}",
+                            dir.display()
+                        ),
+                    ),
+                });
+            }
             fs::create_dir_all(dir).map_err(io_err("create spool directory", dir))?;
+            if let Some(parent) = dir.parent() {
+                // A new directory is durable only once its parent is synced.
+                sync_dir(parent)?;
+            }
             fs::set_permissions(dir, fs::Permissions::from_mode(dir_mode))
                 .map_err(io_err("set the mode of", dir))?;
             if mode == Mode::System {
@@ -310,9 +329,20 @@ impl Spool {
         for entry in fs::read_dir(&self.tmp).map_err(io_err("read", &self.tmp))? {
             let entry = entry.map_err(io_err("read", &self.tmp))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let mut parts = name.split('.');
-            let writer = parts.nth(1).and_then(|p| p.parse::<i32>().ok());
-            if writer.is_some_and(process_alive) {
+            // Only our own names: <ID>.<pid>.msg or <ID>.<pid>.env.
+            let parts: Vec<&str> = name.split('.').collect();
+            let (Some(id), Some(pid), Some(kind), 3) =
+                (parts.first(), parts.get(1), parts.get(2), parts.len())
+            else {
+                continue;
+            };
+            let Ok(writer) = pid.parse::<i32>() else {
+                continue;
+            };
+            if QueueId::parse(id).is_none()
+                || !matches!(*kind, "msg" | "env")
+                || process_alive(writer)
+            {
                 continue;
             }
             let path = entry.path();
