@@ -842,3 +842,110 @@ fn no_outbound_connection_while_receiving_remote_mail() {
     );
     assert!(text.contains("socket("), "the trace saw the process at all");
 }
+
+#[test]
+fn failed_tls_handshake_logs_the_version_the_client_offered() {
+    if !have("openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.jsonl");
+    std::fs::write(
+        dir.path().join("relaymail.toml"),
+        format!(
+            "hostname = \"sink.test.example\"\n[log]\nsyslog = false\nfile = {:?}\n",
+            log.display().to_string()
+        ),
+    )
+    .unwrap();
+    let sink = Sink::start_in(
+        std::sync::Arc::new(dir),
+        vec!["--listener".into(), "127.0.0.1:0=implicit".into()],
+        &[],
+    );
+    let port = sink.port(0);
+    let old = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-tls1_1",
+            "-cipher",
+            "DEFAULT@SECLEVEL=0",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!old.status.success(), "a TLS 1.1 client must fail");
+    let banner = python(&format!(
+        "import socket, ssl
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', {port})))
+print(s.version(), s.recv(100).decode())"
+    ));
+    assert!(
+        banner.starts_with("TLSv1.2 220 sink.test.example"),
+        "TLS 1.2 works: {banner}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let failure = text
+        .lines()
+        .find(|l| l.contains("\"tls_failed\""))
+        .unwrap_or_else(|| panic!("no tls_failed event:\n{text}"));
+    assert!(failure.contains("the client offered TLSv1.1"), "{failure}");
+    assert!(failure.contains("plain listener"), "{failure}");
+}
+
+#[test]
+fn asking_for_tls_1_1_is_a_config_error_pointing_to_the_plain_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relaymail.toml");
+    std::fs::write(
+        &config,
+        "[sink]\ntls = \"starttls\"\ntls_min_version = \"1.1\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["sink"])
+        .env("RELAYMAIL_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(":3:19:")
+            && err.contains("only TLS 1.2 and 1.3")
+            && err.contains("plain listener"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ipv4_and_ipv6_listeners_in_one_process() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    }
+    let sink = Sink::start(&["--listen", "127.0.0.1:0", "--listen", "[::1]:0"]);
+    assert!(sink.addrs[1].starts_with("[::1]:"), "{:?}", sink.addrs);
+    let port6 = sink.port(1);
+    let stream = TcpStream::connect(("::1", port6)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut c = Raw {
+        reader: BufReader::new(stream.try_clone().unwrap()),
+        stream,
+    };
+    assert!(c.reply().starts_with("220 "));
+    c.cmd("HELO v6");
+    c.cmd("MAIL FROM:<a@lab>");
+    c.cmd("RCPT TO:<b@lab>");
+    c.cmd("DATA");
+    c.send(b"Subject: over ipv6\r\n\r\nx\r\n.\r\n");
+    assert!(c.reply().starts_with("250"));
+    let e = sink.event();
+    assert!(e["client"].as_str().unwrap().starts_with("[::1]:"), "{e}");
+    assert!(send_one(sink.port(0), "over ipv4").starts_with("250"));
+}

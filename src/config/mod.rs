@@ -146,6 +146,7 @@ pub struct Sink {
     pub store: String,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    pub tls_min_version: MinTls,
     pub auth: SinkAuth,
     /// `auth = "users"`: user name -> password. Never printed.
     #[serde(skip)]
@@ -414,6 +415,7 @@ fn resolve_sink(where_: &str, raw: schema::RawSink, mode: Mode) -> Result<Sink, 
         }),
         cert_file: raw.cert_file,
         key_file: raw.key_file,
+        tls_min_version: raw.tls_min_version.unwrap_or(MinTls::V1_2),
         auth,
         users,
         state_dir,

@@ -81,6 +81,7 @@ pub struct RawSink {
     pub max_recipients: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_line_length: Option<Size>,
+    pub tls_min_version: Option<MinTls>,
     pub command_timeout: Option<Span>,
     pub session_timeout: Option<Span>,
 }

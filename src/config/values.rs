@@ -152,7 +152,7 @@ impl<'de> Deserialize<'de> for MinTls {
                     "1.2" => Ok(MinTls::V1_2),
                     "1.3" => Ok(MinTls::V1_3),
                     "1.0" | "1" | "1.1" => Err(E::custom(format!(
-                        "TLS version {v:?} is not supported: relaymail's TLS library (rustls) implements only TLS 1.2 and 1.3, and TLS 1.0/1.1 are broken and refused by Office 365 and Gmail; use \"1.2\" (the relay must support it) or tls = \"none\" on a closed network"
+                        "TLS version {v:?} is not supported: relaymail's TLS library (rustls) implements only TLS 1.2 and 1.3 (TLS 1.0/1.1 are broken, and Office 365 and Gmail refuse them); use \"1.2\", or on a closed network plain SMTP (tls = \"none\"; for the sink, a plain listener, which old devices that only speak TLS 1.0/1.1 can use)"
                     ))),
                     _ => Err(E::custom(format!("unknown TLS version {v:?}; allowed values: \"1.2\", \"1.3\""))),
                 }

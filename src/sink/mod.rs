@@ -47,7 +47,7 @@ pub fn run(hostname: &str, settings: config::Sink, log: Logger) -> Result<Sysexi
             },
         };
         Some(
-            tls::server_config(source)
+            tls::server_config(source, settings.tls_min_version)
                 .map_err(|e| Failure::new(Sysexit::Config, format!("sink TLS: {e}")))?,
         )
     } else {

@@ -13,13 +13,19 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 
+use crate::config::MinTls;
+
+static ONLY_1_3: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+static FROM_1_2: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
 /// Where the certificate and key come from.
 pub enum Source<'a> {
     Files { cert: &'a Path, key: &'a Path },
     Generated { dir: &'a Path, hostname: &'a str },
 }
 
-pub fn server_config(source: Source<'_>) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(source: Source<'_>, min: MinTls) -> Result<Arc<ServerConfig>, String> {
     let (cert_path, key_path) = match source {
         Source::Files { cert, key } => (cert.to_path_buf(), key.to_path_buf()),
         Source::Generated { dir, hostname } => generated(dir, hostname)?,
@@ -37,7 +43,10 @@ pub fn server_config(source: Source<'_>) -> Result<Arc<ServerConfig>, String> {
         .map_err(|e| format!("cannot read private key {}: {e}", key_path.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(match min {
+            MinTls::V1_3 => ONLY_1_3,
+            MinTls::V1_2 => FROM_1_2,
+        })
         .map_err(|e| format!("TLS setup: {e}"))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
@@ -144,10 +153,13 @@ mod tests {
     #[test]
     fn generated_certificate_is_kept_and_reused() {
         let dir = tempfile::tempdir().expect("tmp");
-        let first = server_config(Source::Generated {
-            dir: dir.path(),
-            hostname: "sink.example",
-        });
+        let first = server_config(
+            Source::Generated {
+                dir: dir.path(),
+                hostname: "sink.example",
+            },
+            MinTls::V1_2,
+        );
         assert!(first.is_ok(), "{:?}", first.err());
         let key = dir.path().join("sink-key.pem");
         use std::os::unix::fs::PermissionsExt;
@@ -156,10 +168,13 @@ mod tests {
             0o600
         );
         let before = fs::read(&key).expect("key");
-        assert!(server_config(Source::Generated {
-            dir: dir.path(),
-            hostname: "sink.example"
-        })
+        assert!(server_config(
+            Source::Generated {
+                dir: dir.path(),
+                hostname: "sink.example"
+            },
+            MinTls::V1_2
+        )
         .is_ok());
         assert_eq!(
             fs::read(&key).expect("key"),
