@@ -6,11 +6,13 @@
 
 pub mod cli;
 pub mod config;
+pub mod creds;
 pub mod faces;
 pub mod id;
 pub mod log;
 pub mod message;
 pub mod privilege;
+pub mod relay;
 pub mod rewrite;
 pub mod sink;
 pub mod spool;
@@ -70,7 +72,7 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
                             done.recipients.len()
                         ));
                     }
-                    Ok(Sysexit::Ok)
+                    deliver_after_submit(face, &inv, &config, &done.id, &mut log)
                 }
                 Operation::ListQueue => faces::queue::list(&config, &mut out),
                 Operation::CheckAliases => faces::aliases::check(&config, &mut out),
@@ -79,9 +81,13 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
                     Sysexit::Usage,
                     "-bs (SMTP dialogue on stdin) is not supported yet; pipe the message to sendmail instead",
                 )),
-                Operation::Flush(_) => Err(Failure::new(
+                Operation::Flush(arg) if arg.is_empty() => {
+                    let mut log = open_log(face, &config, inv.verbose);
+                    flush_and_report(face, &config, &faces::flush::Options::default(), &mut log)
+                }
+                Operation::Flush(arg) => Err(Failure::new(
                     Sysexit::Usage,
-                    "-q (deliver the queue) is not supported yet: this version only queues; see mailq",
+                    format!("-q{arg}: queue-run intervals and selectors are not supported; use -q (or relaymail flush, and the relaymail-flush timer for periodic runs)"),
                 )),
             }
         }
@@ -126,6 +132,22 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
                     action: ConfigAction::Check,
                 } => faces::config_check::check(&source, &config, &mut out),
                 Action::Newaliases => faces::aliases::check(&config, &mut out),
+                Action::Flush { due, ids, detach } => {
+                    if detach {
+                        // Background delivery: out of the caller's session
+                        // and process group, so cron never waits for it.
+                        let _ = nix::unistd::setsid();
+                    }
+                    let ids = ids
+                        .iter()
+                        .map(|t| {
+                            spool::QueueId::parse(t)
+                                .ok_or_else(|| Failure::from(spool::Error::BadId(t.clone())))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let options = faces::flush::Options { due_only: due, ids };
+                    flush_and_report(face, &config, &options, &mut log)
+                }
                 Action::Demo => faces::demo::run(&mut out),
                 Action::Sink(sink) => match sink.action {
                     Some(action) => faces::sink::act(&config, action, &mut out),
@@ -137,6 +159,87 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
             }
         }
     }
+}
+
+/// After a message is queued: `-odb` starts a detached delivery of it,
+/// `-odi` delivers it now and reports the outcome, `-odq` does nothing.
+/// Without a smarthost the message simply stays queued.
+fn deliver_after_submit(
+    face: Face,
+    inv: &cli::Invocation,
+    config: &Config,
+    id: &spool::QueueId,
+    log: &mut log::Logger,
+) -> Result<Sysexit, Failure> {
+    use cli::sendmail::DeliveryMode;
+    if config.smarthost.is_none() || inv.delivery == DeliveryMode::QueueOnly {
+        return Ok(Sysexit::Ok);
+    }
+    if inv.delivery == DeliveryMode::Background {
+        spawn_background_delivery(id, inv.config.as_deref());
+        return Ok(Sysexit::Ok);
+    }
+    let options = faces::flush::Options {
+        due_only: false,
+        ids: vec![id.clone()],
+    };
+    let summary = faces::flush::flush(config, &options, log)?;
+    let status = summary.sysexit();
+    if status != Sysexit::Ok {
+        log::stderr(&format!(
+            "{}: {id} was queued; {} recipient(s) sent, {} deferred (it stays queued and is retried), {} refused (see mailq and the mail log)",
+            face.name(),
+            summary.sent,
+            summary.deferred,
+            summary.bounced
+        ));
+    }
+    Ok(status)
+}
+
+/// Starts `relaymail flush --id ID --detach` with no stdio, so that the
+/// caller returns at once. A failure to start only leaves the message for
+/// the next flush.
+fn spawn_background_delivery(id: &spool::QueueId, config: Option<&std::path::Path>) {
+    use std::os::unix::process::CommandExt;
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg0("relaymail");
+    if let Some(path) = config {
+        cmd.arg("-C").arg(path);
+    }
+    cmd.args(["flush", "--detach", "--id", id.as_str()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0);
+    let _ = cmd.spawn();
+}
+
+fn flush_and_report(
+    face: Face,
+    config: &Config,
+    options: &faces::flush::Options,
+    log: &mut log::Logger,
+) -> Result<Sysexit, Failure> {
+    let summary = faces::flush::flush(config, options, log)?;
+    if summary.deferred + summary.bounced + summary.busy > 0 {
+        log::stderr(&format!(
+            "{}: {} sent, {} deferred, {} refused, {} busy (see mailq and the mail log)",
+            face.name(),
+            summary.sent,
+            summary.deferred,
+            summary.bounced,
+            summary.busy
+        ));
+    }
+    Ok(if summary.deferred > 0 {
+        Sysexit::TempFail
+    } else {
+        Sysexit::Ok
+    })
 }
 
 /// Finds and loads the configuration, giving up the setgid group first

@@ -262,18 +262,13 @@ fn unknown_flags_warn_once_each_and_still_queue() {
 #[test]
 fn modes_that_are_not_available_yet_say_so() {
     for (args, word) in [
-        (&["-bs"][..], "-bs"),
-        (&["-q"][..], "-q"),
-        (&["-q30m"][..], "-q"),
+        (&["-bs"][..], "not supported yet"),
+        (&["-q30m"][..], "intervals and selectors are not supported"),
     ] {
         let env = Env::new();
         let out = env.sendmail(args, "");
-        assert_exit(&out, 64, &env, word);
-        assert!(
-            stderr(&out).contains("not supported yet"),
-            "{}",
-            stderr(&out)
-        );
+        assert_exit(&out, 64, &env, args[0]);
+        assert!(stderr(&out).contains(word), "{}", stderr(&out));
     }
     let env = Env::new();
     let out = env.sendmail(&["-bd"], "");
@@ -283,6 +278,26 @@ fn modes_that_are_not_available_yet_say_so() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn q_without_a_smarthost_says_what_to_configure() {
+    let env = Env::new();
+    assert_exit(
+        &env.sendmail(&["-q"], ""),
+        0,
+        &env,
+        "-q with an empty queue",
+    );
+    env.sendmail(&["-odq", "x@example.net"], "\nb\n");
+    let out = env.sendmail(&["-q"], "");
+    assert_exit(&out, 78, &env, "-q without [smarthost]");
+    assert!(
+        stderr(&out).contains("no [smarthost] is configured"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.queued().len(), 1, "the message stays queued");
 }
 
 #[test]

@@ -138,6 +138,18 @@ pub enum Action {
     },
     /// Check the aliases file and the [aliases] table (same as newaliases).
     Newaliases,
+    /// Deliver queued mail now (sendmail -q); --due only what is due.
+    Flush {
+        /// Only messages whose retry time has come (for the periodic timer).
+        #[arg(long)]
+        due: bool,
+        /// Only this message (repeatable).
+        #[arg(long = "id", value_name = "ID")]
+        ids: Vec<String>,
+        /// Start a new session first (used for background delivery).
+        #[arg(long, hide = true)]
+        detach: bool,
+    },
     /// Queue a demo message in a throw-away spool and show the queue and log.
     Demo,
     /// Run the receive-only SMTP sink, or read what it received.

@@ -16,6 +16,7 @@ use syslog::{Facility, Formatter3164, LoggerBackend};
 /// Event names (the `event=` value).
 pub mod event {
     pub const QUEUED: &str = "queued";
+    pub const DELIVERY: &str = "delivery";
     pub const DELETED: &str = "deleted";
     pub const HELD: &str = "held";
     pub const RELEASED: &str = "released";

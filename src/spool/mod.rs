@@ -533,6 +533,16 @@ impl Locked<'_> {
     pub fn message_path(&self) -> PathBuf {
         self.spool.message_path(&self.id)
     }
+
+    /// Removes the delivered (or bounced) message: state first, so a crash
+    /// in between leaves only an orphan `.msg`, never a visible entry
+    /// without its message.
+    pub fn remove(self) -> Result<(), Error> {
+        let env = self.spool.envelope_path(&self.id);
+        remove_if_present(&env)?;
+        sync_dir(&self.spool.queue)?;
+        remove_if_present(&self.spool.message_path(&self.id))
+    }
 }
 
 /// Non-blocking exclusive flock: Ok(None) when another process holds it.

@@ -18,6 +18,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+pub mod sink;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_relaymail");
 
 pub struct Env {

@@ -1,0 +1,275 @@
+//! `relaymail flush` (= `sendmail -q`), `flush --due` (the timer) and the
+//! delivery of one message after `sendmail -odb/-odi`: every selected
+//! message goes to the smarthost over one reused session (RSET between
+//! messages). Each message is locked while it is delivered, so concurrent
+//! flushes never send the same message twice.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::Config;
+use crate::log::{event, Event, Logger, Severity};
+use crate::relay::{ConnectionFailure, Outcome, Result1, Session};
+use crate::spool::{self, Envelope, QueueId, Spool, Status};
+use crate::sysexits::{Failure, Sysexit};
+
+/// Seconds to wait after the Nth failed attempt; the last value repeats.
+const BACKOFF: [u64; 5] = [60, 300, 900, 1800, 3600];
+
+#[derive(Default)]
+pub struct Options {
+    /// Only messages whose next attempt is due (the periodic run).
+    pub due_only: bool,
+    /// Only these messages.
+    pub ids: Vec<QueueId>,
+}
+
+/// What a run did, message by message.
+#[derive(Default, Debug)]
+pub struct Summary {
+    pub sent: usize,
+    pub deferred: usize,
+    pub bounced: usize,
+    pub busy: usize,
+}
+
+impl Summary {
+    /// sendmail -odi: 0 all sent, 75 something to retry, 69 refused.
+    pub fn sysexit(&self) -> Sysexit {
+        if self.deferred > 0 || self.busy > 0 {
+            Sysexit::TempFail
+        } else if self.bounced > 0 {
+            Sysexit::Unavailable
+        } else {
+            Sysexit::Ok
+        }
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Summary, Failure> {
+    let spool = Spool::open(&config.spool_dir, config.mode)?;
+    if let Ok(removed) = spool.clean_orphans(true) {
+        removed
+            .iter()
+            .for_each(|o| log.info(&super::submit::orphan_event(o)));
+    }
+    let mut ids: Vec<QueueId> = if options.ids.is_empty() {
+        spool
+            .list()?
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter_map(|e| QueueId::parse(&e.id))
+            .collect()
+    } else {
+        options.ids.clone()
+    };
+    ids.sort();
+    let mut summary = Summary::default();
+    if ids.is_empty() {
+        return Ok(summary);
+    }
+    let Some(host) = &config.smarthost else {
+        return Err(Failure::new(
+            Sysexit::Config,
+            "no [smarthost] is configured, so queued mail cannot be delivered; add one (see sendmail.example.toml)",
+        ));
+    };
+    let secret = crate::creds::load(config)?;
+    let mut session: Option<Session> = None;
+    // After a connection-level failure, the rest of this run is deferred
+    // with the same reason instead of hammering a dead relay.
+    let mut relay_down: Option<ConnectionFailure> = None;
+    for id in ids {
+        let locked = match spool.lock(&id) {
+            Ok(l) => l,
+            Err(spool::Error::Busy(_)) => {
+                summary.busy += 1;
+                continue;
+            }
+            Err(spool::Error::NotFound(_)) => continue,
+            Err(e) => {
+                log.log(
+                    Severity::Warning,
+                    &Event::new(event::REJECTED).id(&id).field("reason", &e),
+                );
+                continue;
+            }
+        };
+        let mut env = locked.envelope()?;
+        if env.held || (options.due_only && env.next_attempt.is_some_and(|t| t > now())) {
+            continue;
+        }
+        let pending: Vec<usize> = env
+            .recipients
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r.status, Status::Pending | Status::Deferred))
+            .map(|(i, _)| i)
+            .collect();
+        if pending.is_empty() {
+            locked.remove()?;
+            continue;
+        }
+        let addresses: Vec<String> = pending
+            .iter()
+            .filter_map(|i| env.recipients.get(*i))
+            .map(|r| r.address.clone())
+            .collect();
+        if session.as_ref().is_some_and(|s| !s.is_usable()) {
+            session = None;
+        }
+        if session.is_none() && relay_down.is_none() {
+            match Session::open(host, &config.hostname, secret.as_ref()) {
+                Ok(s) => session = Some(s),
+                Err(failure) => relay_down = Some(failure),
+            }
+        }
+        let (results, relay, tls) = match (&mut session, &relay_down) {
+            (Some(s), _) => {
+                let mut file = std::fs::File::open(locked.message_path()).map_err(|e| {
+                    Failure::new(
+                        Sysexit::IoErr,
+                        format!("cannot read queued message {id}: {e}"),
+                    )
+                })?;
+                let relay = s.relay.clone();
+                let tls = s.tls;
+                match s.send(&env.sender, &addresses, env.size, env.eight_bit, &mut file) {
+                    Ok(results) => {
+                        s.reset();
+                        (results, relay, tls)
+                    }
+                    Err(failure) => {
+                        session = None;
+                        (every(&addresses, &failure), relay, tls)
+                    }
+                }
+            }
+            (None, Some(failure)) => (every(&addresses, failure), failure.relay.clone(), "none"),
+            (None, None) => continue,
+        };
+        record(&mut env, &pending, &results, &relay, tls, log, &mut summary);
+        if env.pending().next().is_none() {
+            locked.remove()?;
+        } else {
+            locked.update(&env)?;
+        }
+    }
+    if let Some(s) = session {
+        s.quit();
+    }
+    Ok(summary)
+}
+
+fn every(addresses: &[String], failure: &ConnectionFailure) -> Vec<Result1> {
+    addresses
+        .iter()
+        .map(|_| Result1 {
+            outcome: failure.outcome,
+            reply: format!("{} ({} failed)", failure.reply, failure.stage),
+        })
+        .collect()
+}
+
+/// Writes each recipient's outcome into the state and one log line each.
+fn record(
+    env: &mut Envelope,
+    pending: &[usize],
+    results: &[Result1],
+    relay: &str,
+    tls: &str,
+    log: &mut Logger,
+    summary: &mut Summary,
+) {
+    let attempted = now();
+    env.attempts += 1;
+    env.last_attempt = Some(attempted);
+    let delay = Duration::from_secs(u64::try_from(attempted - env.created).unwrap_or(0));
+    let mut deferred = false;
+    for (index, result) in pending.iter().zip(results) {
+        let Some(r) = env.recipients.get_mut(*index) else {
+            continue;
+        };
+        let (status, word) = match result.outcome {
+            Outcome::Sent => (Status::Sent, "sent"),
+            Outcome::Deferred => (Status::Deferred, "deferred"),
+            Outcome::Bounced => (Status::Bounced, "bounced"),
+        };
+        match result.outcome {
+            Outcome::Sent => summary.sent += 1,
+            Outcome::Deferred => {
+                summary.deferred += 1;
+                deferred = true;
+            }
+            Outcome::Bounced => summary.bounced += 1,
+        }
+        r.status = status;
+        r.reply = Some(result.reply.clone());
+        let severity = if result.outcome == Outcome::Sent {
+            Severity::Info
+        } else {
+            Severity::Warning
+        };
+        log.log(
+            severity,
+            &Event::new(event::DELIVERY)
+                .id(&env.id)
+                .addr("to", &r.address)
+                .field("relay", relay)
+                .field("tls", tls)
+                .field("delay", format!("{}s", delay.as_secs()))
+                .field("attempt", env.attempts)
+                .field("dsn", dsn(&result.reply, result.outcome))
+                .field("status", word)
+                .field("reply", &result.reply),
+        );
+        if result.outcome != Outcome::Sent {
+            env.last_error = Some(result.reply.clone());
+        }
+    }
+    let step = BACKOFF
+        .get(usize::try_from(env.attempts.saturating_sub(1)).unwrap_or(usize::MAX))
+        .or(BACKOFF.last())
+        .copied()
+        .unwrap_or(3600);
+    env.next_attempt = deferred.then(|| attempted + i64::try_from(step).unwrap_or(3600));
+}
+
+/// The enhanced status code in a reply ("250 2.0.0 Ok" -> 2.0.0), else
+/// one derived from the outcome.
+fn dsn(reply: &str, outcome: Outcome) -> String {
+    let found = reply.split_whitespace().nth(1).filter(|w| {
+        let parts: Vec<&str> = w.split('.').collect();
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    });
+    match (found, outcome) {
+        (Some(code), _) => code.to_string(),
+        (None, Outcome::Sent) => "2.0.0".into(),
+        (None, Outcome::Deferred) => "4.0.0".into(),
+        (None, Outcome::Bounced) => "5.0.0".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dsn_codes() {
+        assert_eq!(dsn("250 2.0.0 Ok: queued", Outcome::Sent), "2.0.0");
+        assert_eq!(dsn("550 5.1.1 <x>: unknown", Outcome::Bounced), "5.1.1");
+        assert_eq!(
+            dsn("connection refused (connect failed)", Outcome::Deferred),
+            "4.0.0"
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! Delivery to a smarthost, tested against relaymail's own sink as the
+//! relay (STARTTLS with its generated certificate, AUTH): what an admin
+//! checks is whether mail arrived, what the log says, and what stays
+//! queued.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::sink::Sink;
+use common::*;
+
+/// A submitting side whose [smarthost] is `sink`'s listener `index`.
+fn client(sink: &Sink, index: usize, tls: &str, extra: &str) -> Env {
+    let cert = sink.dir.path().join("state/sink-cert.pem");
+    let env = Env::with_sections("", &format!("file = {:?}", "JSONLOG"), "");
+    let password = env.path("password");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = std::fs::read_to_string(&env.config).unwrap().replace(
+        "\"JSONLOG\"",
+        &format!("{:?}", env.path("log.jsonl").display().to_string()),
+    );
+    let smarthost = format!(
+        "\n[smarthost]\nhost = \"localhost\"\nport = {}\ntls = \"{tls}\"\nca_file = {:?}\nusername = \"alerts\"\npassword_file = {:?}\n{extra}\n",
+        sink.port(index),
+        cert.display().to_string(),
+        password.display().to_string()
+    );
+    std::fs::write(&env.config, config + &smarthost).unwrap();
+    env
+}
+
+fn json_log(env: &Env) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(env.path("log.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn odi_delivers_over_starttls_with_auth_and_logs_each_recipient() {
+    let sink = Sink::start(&["--listener", "127.0.0.1:0=starttls", "--auth", "accept-any"]);
+    let env = client(&sink, 0, "starttls", "");
+    let out = env.sendmail(
+        &["-odi", "root", "x@example.net"],
+        "Subject: nightly\n\nall good\n",
+    );
+    assert_exit(&out, 0, &env, "-odi");
+    let e = sink.event();
+    assert_eq!(e["tls"], "TLSv1.3");
+    assert_eq!(e["auth_user"], "alerts");
+    assert_eq!(
+        e["rcpt"],
+        serde_json::json!(["admin@example.com", "ops@example.org", "x@example.net"])
+    );
+    let stored = std::fs::read_to_string(e["path"].as_str().unwrap()).unwrap();
+    assert!(
+        stored.ends_with("\nSubject: nightly\n") || stored.contains("\nSubject: nightly\n"),
+        "{stored}"
+    );
+    assert!(
+        stored.ends_with("\n\nall good\n"),
+        "body byte-exact, nothing appended: {stored:?}"
+    );
+    assert!(
+        env.queued().is_empty(),
+        "delivered mail leaves the queue\n{}",
+        env.listing()
+    );
+    let lines = env.log_lines();
+    let delivered: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("event=delivery"))
+        .collect();
+    assert_eq!(delivered.len(), 3, "one line per recipient: {lines:?}");
+    for line in delivered {
+        assert!(
+            line.contains(&format!("relay=localhost[127.0.0.1]:{}", sink.port(0))),
+            "{line}"
+        );
+        assert!(
+            line.contains("tls=TLS") && line.contains("dsn=2.0.0") && line.contains("status=sent"),
+            "{line}"
+        );
+        assert!(line.contains("reply=\"250 2.0.0 Ok: queued as "), "{line}");
+        assert!(!line.contains("s3cret"), "never the password: {line}");
+    }
+    let json: Vec<serde_json::Value> = json_log(&env)
+        .into_iter()
+        .filter(|e| e["event"] == "delivery")
+        .collect();
+    assert_eq!(json.len(), 3, "the JSON log has the same events");
+    assert!(json
+        .iter()
+        .all(|e| e["status"] == "sent" && e["dsn"] == "2.0.0"));
+}
+
+#[test]
+fn smarthost_down_defers_and_a_later_flush_delivers() {
+    // A port with nothing listening: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sink = Sink::start(&["--listener", "127.0.0.1:0=starttls", "--auth", "accept-any"]);
+    let env = client(&sink, 0, "starttls", "");
+    let live = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        live.replace(
+            &format!("port = {}", sink.port(0)),
+            &format!("port = {port}"),
+        ),
+    )
+    .unwrap();
+    let out = env.sendmail(&["-odi", "x@example.net"], "Subject: while down\n\nb\n");
+    assert_exit(&out, 75, &env, "relay down");
+    assert!(
+        stderr(&out).contains("was queued") && stderr(&out).contains("1 deferred"),
+        "{}",
+        stderr(&out)
+    );
+    let mailq = stdout(&env.run("mailq", &[], b""));
+    assert!(mailq.contains("connect failed"), "mailq says why: {mailq}");
+    let deferred = env
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("status=deferred"))
+        .expect("a deferred line");
+    assert!(deferred.contains("dsn=4.0.0"), "{deferred}");
+    // The admin fixes the relay and flushes.
+    std::fs::write(&env.config, live).unwrap();
+    let flushed = env.run("relaymail", &["flush"], b"");
+    assert_exit(&flushed, 0, &env, "flush");
+    assert_eq!(sink.event()["rcpt"], serde_json::json!(["x@example.net"]));
+    assert!(env.queued().is_empty());
+}
+
+#[test]
+fn required_tls_not_offered_never_sends_in_cleartext() {
+    let sink = Sink::start(&["--listen", "127.0.0.1:0", "--auth", "accept-any"]);
+    let env = client(&sink, 0, "starttls", "");
+    // A plain listener has no certificate to trust; system roots it is.
+    let config: String = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("ca_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&env.config, config).unwrap();
+    let out = env.sendmail(&["-odi", "x@example.net"], "Subject: secret\n\nb\n");
+    assert_exit(&out, 75, &env, "no STARTTLS");
+    sink.no_event();
+    let q = env.only_message();
+    assert!(q.env.contains("does not offer STARTTLS"), "{}", q.env);
+    assert!(env
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("status=deferred") && l.contains("nothing was sent in cleartext")));
+}
+
+#[test]
+fn an_unverifiable_certificate_defers() {
+    let sink = Sink::start(&["--listener", "127.0.0.1:0=implicit", "--auth", "accept-any"]);
+    let env = client(&sink, 0, "implicit", "");
+    // Trust the system roots instead of the sink's certificate.
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    let config: String = config
+        .lines()
+        .filter(|l| !l.starts_with("ca_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&env.config, config).unwrap();
+    let out = env.sendmail(&["-odi", "x@example.net"], "\nb\n");
+    assert_exit(&out, 75, &env, "bad certificate");
+    sink.no_event();
+    assert!(
+        env.log_lines()
+            .iter()
+            .any(|l| l.contains("status=deferred") && l.contains("tls failed")),
+        "{:?}",
+        env.log_lines()
+    );
+}
+
+#[test]
+fn wrong_password_is_logged_as_authentication_failed_without_the_password() {
+    let sink = Sink::start(&[
+        "--listener",
+        "127.0.0.1:0=starttls",
+        "--auth",
+        "users",
+        "--auth-user",
+        "alerts=another",
+    ]);
+    let env = client(&sink, 0, "starttls", "");
+    let out = env.sendmail(&["-odi", "x@example.net"], "\nb\n");
+    assert_exit(&out, 75, &env, "wrong password");
+    let line = env
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("status=deferred"))
+        .unwrap();
+    assert!(
+        line.contains("authentication failed") && line.contains("535"),
+        "{line}"
+    );
+    assert!(!line.contains("s3cret") && !stderr(&out).contains("s3cret"));
+    assert_eq!(env.queued().len(), 1);
+}
+
+#[test]
+fn a_password_file_others_can_read_is_refused() {
+    let sink = Sink::start(&["--listener", "127.0.0.1:0=starttls", "--auth", "accept-any"]);
+    let env = client(&sink, 0, "starttls", "");
+    std::fs::set_permissions(env.path("password"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.sendmail(&["-odq", "x@example.net"], "\nb\n");
+    let out = env.run("relaymail", &["flush"], b"");
+    assert_exit(&out, 77, &env, "0644 password file");
+    assert!(
+        stderr(&out).contains("readable by others (mode 0644); run chmod 600"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn background_delivery_returns_at_once_and_delivers() {
+    let sink = Sink::start(&["--listener", "127.0.0.1:0=starttls", "--auth", "accept-any"]);
+    let env = client(&sink, 0, "starttls", "");
+    let out = env.sendmail(&["x@example.net"], "Subject: background\n\nb\n");
+    assert_exit(&out, 0, &env, "-odb (default)");
+    assert_eq!(sink.event()["subject"], "background");
+    // The detached child removes the message once the relay took it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !env.queued().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "queue not emptied\n{}",
+            env.listing()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn flush_reuses_one_session_and_concurrent_flushes_deliver_once() {
+    let sink = Sink::start(&["--listener", "127.0.0.1:0=starttls", "--auth", "accept-any"]);
+    let env = std::sync::Arc::new(client(&sink, 0, "starttls", ""));
+    let n = 40;
+    for i in 0..n {
+        assert_exit(
+            &env.sendmail(
+                &["-odq", "x@example.net"],
+                &format!("Subject: backlog {i}\n\nb\n"),
+            ),
+            0,
+            &env,
+            "queue",
+        );
+    }
+    let flushes: Vec<_> = (0..2)
+        .map(|_| {
+            let env = env.clone();
+            std::thread::spawn(move || env.run("relaymail", &["flush"], b""))
+        })
+        .collect();
+    for f in flushes {
+        let out = f.join().unwrap();
+        assert!(out.status.code() == Some(0), "{}", stderr(&out));
+    }
+    let events: Vec<serde_json::Value> = (0..n).map(|_| sink.event()).collect();
+    sink.no_event();
+    let mut subjects: Vec<String> = events
+        .iter()
+        .map(|e| e["subject"].as_str().unwrap().to_string())
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), n, "each message exactly once");
+    let sessions: std::collections::BTreeSet<&str> = events
+        .iter()
+        .map(|e| e["client"].as_str().unwrap())
+        .collect();
+    assert!(
+        sessions.len() <= 2,
+        "one session per flush, reused: {sessions:?}"
+    );
+    assert!(env.queued().is_empty());
+}
