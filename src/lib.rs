@@ -4,6 +4,7 @@
 //! spool -> relay, with log beside every step. `run` picks the face and
 //! hands it to the module in `faces` that does that one job.
 
+pub mod bounce;
 pub mod cli;
 pub mod config;
 pub mod creds;

@@ -298,3 +298,112 @@ fn flush_reuses_one_session_and_concurrent_flushes_deliver_once() {
     );
     assert!(env.queued().is_empty());
 }
+
+#[test]
+fn a_permanent_refusal_bounces_with_an_rfc3464_report() {
+    let sink = Sink::start(&[
+        "--listener",
+        "127.0.0.1:0=starttls",
+        "--auth",
+        "accept-any",
+        "--max-message-size",
+        "4000",
+    ]);
+    let env = client(&sink, 0, "starttls", "");
+    let body = format!("Subject: too big\n\n{}", "0123456789abcdef\n".repeat(400));
+    let out = env.sendmail(&["-odi", "-f", "owner@example.org", "a@example.net"], &body);
+    assert_exit(&out, 69, &env, "refused for good");
+    // The relay refused at MAIL (SIZE=), so the DSN is what arrives.
+    let dsn = sink.event();
+    assert_eq!(dsn["from"], "", "a bounce comes from the null sender");
+    assert_eq!(dsn["rcpt"], serde_json::json!(["owner@example.org"]));
+    assert_eq!(dsn["subject"], "Undelivered Mail Returned to Sender");
+    let text = std::fs::read_to_string(dsn["path"].as_str().unwrap()).unwrap();
+    for want in [
+        "Content-Type: multipart/report; report-type=delivery-status;",
+        "Content-Type: message/delivery-status",
+        "Final-Recipient: rfc822; a@example.net",
+        "Action: failed",
+        "Status: 5.3.4",
+        "Diagnostic-Code: smtp; 552 5.3.4",
+        "Content-Type: text/rfc822-headers",
+        "Subject: too big",
+        "Auto-Submitted: auto-replied",
+    ] {
+        assert!(text.contains(want), "DSN lacks {want:?}:\n{text}");
+    }
+    assert!(
+        !text.contains("0123456789abcdef"),
+        "only the headers are returned"
+    );
+    assert!(
+        env.queued().is_empty(),
+        "original and bounce both done\n{}",
+        env.listing()
+    );
+    let lines = env.log_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("status=bounced") && l.contains("dsn=5.3.4")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("event=bounce") && l.contains("to=<owner@example.org>")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn expired_mail_bounces_to_bounce_to_and_a_bounce_never_bounces() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sink = Sink::start(&["--listener", "127.0.0.1:0=starttls", "--auth", "accept-any"]);
+    let env = client(
+        &sink,
+        0,
+        "starttls",
+        "[queue]\nmax_lifetime = \"0s\"\nbounce_to = \"postmaster@example.org\"\n",
+    );
+    let live = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        live.replace(
+            &format!("port = {}", sink.port(0)),
+            &format!("port = {port}"),
+        ),
+    )
+    .unwrap();
+    assert_exit(
+        &env.sendmail(&["-odq", "x@example.net"], "Subject: stuck\n\nb\n"),
+        0,
+        &env,
+        "queue",
+    );
+    let out = env.run("relaymail", &["flush"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = env.log_lines();
+    assert!(
+        lines.iter().any(|l| l.contains("event=expired")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("event=bounce") && l.contains("to=<postmaster@example.org>")),
+        "local sender -> bounce_to: {lines:?}"
+    );
+    // The original is gone; the bounce itself expired too (0s) and, being a
+    // bounce, was dropped without another bounce.
+    assert!(env.queued().is_empty(), "{}", env.listing());
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("event=bounce ")).count(),
+        1,
+        "no bounce of a bounce: {lines:?}"
+    );
+}

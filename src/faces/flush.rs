@@ -70,6 +70,8 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
         options.ids.clone()
     };
     ids.sort();
+    // Bounces queued during this run are delivered in it too.
+    let mut ids: std::collections::VecDeque<QueueId> = ids.into();
     let mut summary = Summary::default();
     if ids.is_empty() {
         return Ok(summary);
@@ -85,7 +87,7 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
     // After a connection-level failure, the rest of this run is deferred
     // with the same reason instead of hammering a dead relay.
     let mut relay_down: Option<ConnectionFailure> = None;
-    for id in ids {
+    while let Some(id) = ids.pop_front() {
         let locked = match spool.lock(&id) {
             Ok(l) => l,
             Err(spool::Error::Busy(_)) => {
@@ -113,6 +115,51 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
             .map(|(i, _)| i)
             .collect();
         if pending.is_empty() {
+            locked.remove()?;
+            continue;
+        }
+        // Past [queue] max_lifetime: every pending recipient fails now.
+        let age = now() - env.created;
+        if age >= i64::try_from(config.queue.max_lifetime.as_secs()).unwrap_or(i64::MAX) {
+            let reason = format!(
+                "expired: not delivered within {}s ([queue] max_lifetime); last error: {}",
+                config.queue.max_lifetime.as_secs(),
+                env.last_error.as_deref().unwrap_or("none")
+            );
+            log.log(
+                Severity::Warning,
+                &Event::new(event::EXPIRED)
+                    .id(&id)
+                    .field("age", format!("{age}s"))
+                    .field("reason", &reason),
+            );
+            let results: Vec<Result1> = pending
+                .iter()
+                .map(|_| Result1 {
+                    outcome: Outcome::Bounced,
+                    reply: format!("554 5.4.7 {reason}"),
+                })
+                .collect();
+            let bounced = record(
+                &mut env,
+                &pending,
+                &results,
+                "none",
+                "none",
+                log,
+                &mut summary,
+            );
+            if let Some(bounce) = send_bounce(
+                config,
+                &spool,
+                &env,
+                &locked.message_path(),
+                &bounced,
+                "none",
+                log,
+            ) {
+                ids.push_back(bounce);
+            }
             locked.remove()?;
             continue;
         }
@@ -154,7 +201,18 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
             (None, Some(failure)) => (every(&addresses, failure), failure.relay.clone(), "none"),
             (None, None) => continue,
         };
-        record(&mut env, &pending, &results, &relay, tls, log, &mut summary);
+        let bounced = record(&mut env, &pending, &results, &relay, tls, log, &mut summary);
+        if let Some(bounce) = send_bounce(
+            config,
+            &spool,
+            &env,
+            &locked.message_path(),
+            &bounced,
+            &relay,
+            log,
+        ) {
+            ids.push_back(bounce);
+        }
         if env.pending().next().is_none() {
             locked.remove()?;
         } else {
@@ -177,7 +235,53 @@ fn every(addresses: &[String], failure: &ConnectionFailure) -> Vec<Result1> {
         .collect()
 }
 
+/// Queues a DSN for the recipients that failed in this attempt (none for
+/// a bounce, or when there is nobody to tell). Returns its queue ID.
+fn send_bounce(
+    config: &Config,
+    spool: &Spool,
+    env: &Envelope,
+    message: &std::path::Path,
+    bounced: &[usize],
+    relay: &str,
+    log: &mut Logger,
+) -> Option<QueueId> {
+    if bounced.is_empty() {
+        return None;
+    }
+    let to = crate::bounce::recipient(config, env)?;
+    let failed: Vec<crate::bounce::Failed> = bounced
+        .iter()
+        .filter_map(|i| env.recipients.get(*i))
+        .map(|r| crate::bounce::Failed {
+            address: r.address.clone(),
+            original: r.original.clone(),
+            reply: r.reply.clone().unwrap_or_default(),
+        })
+        .collect();
+    match crate::bounce::queue(config, spool, env, message, &failed, relay, &to) {
+        Ok(id) => {
+            log.info(
+                &Event::new(event::BOUNCE)
+                    .id(&env.id)
+                    .field("dsn_id", &id)
+                    .addr("to", &to)
+                    .field("failed", failed.len()),
+            );
+            Some(id)
+        }
+        Err(e) => {
+            log.log(
+                Severity::Error,
+                &Event::new(event::BOUNCE).id(&env.id).field("error", e),
+            );
+            None
+        }
+    }
+}
+
 /// Writes each recipient's outcome into the state and one log line each.
+/// Returns the indices of the recipients that bounced in this attempt.
 fn record(
     env: &mut Envelope,
     pending: &[usize],
@@ -186,7 +290,8 @@ fn record(
     tls: &str,
     log: &mut Logger,
     summary: &mut Summary,
-) {
+) -> Vec<usize> {
+    let mut bounced = Vec::new();
     let attempted = now();
     env.attempts += 1;
     env.last_attempt = Some(attempted);
@@ -207,7 +312,10 @@ fn record(
                 summary.deferred += 1;
                 deferred = true;
             }
-            Outcome::Bounced => summary.bounced += 1,
+            Outcome::Bounced => {
+                summary.bounced += 1;
+                bounced.push(*index);
+            }
         }
         r.status = status;
         r.reply = Some(result.reply.clone());
@@ -239,6 +347,7 @@ fn record(
         .copied()
         .unwrap_or(3600);
     env.next_attempt = deferred.then(|| attempted + i64::try_from(step).unwrap_or(3600));
+    bounced
 }
 
 /// The enhanced status code in a reply ("250 2.0.0 Ok" -> 2.0.0), else

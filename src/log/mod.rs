@@ -17,6 +17,8 @@ use syslog::{Facility, Formatter3164, LoggerBackend};
 pub mod event {
     pub const QUEUED: &str = "queued";
     pub const DELIVERY: &str = "delivery";
+    pub const BOUNCE: &str = "bounce";
+    pub const EXPIRED: &str = "expired";
     pub const DELETED: &str = "deleted";
     pub const HELD: &str = "held";
     pub const RELEASED: &str = "released";
