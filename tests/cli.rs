@@ -514,3 +514,35 @@ fn a_broken_stderr_never_fails_a_queued_message() {
     );
     assert_eq!(env.queued().len(), 1);
 }
+
+#[test]
+fn forced_sender_keeps_the_original_in_reply_to_and_x_original_from() {
+    let env = Env::with_sections(
+        "sender = \"alerts@example.com\"\nrewrite_from = true",
+        "",
+        "",
+    );
+    let out = env.sendmail(&["-F", "Backup", "x@example.net"], "Subject: s\n\nb\n");
+    assert_exit(&out, 0, &env, "forced sender");
+    let q = env.only_message();
+    assert_eq!(q.sender(), "alerts@example.com");
+    let header = q.header();
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap()
+        .name;
+    assert!(header.contains("\r\nFrom: alerts@example.com"), "{header}");
+    assert!(
+        header.contains(&format!("\r\nReply-To: Backup <{user}@host.test.example>")),
+        "{header}"
+    );
+    assert!(
+        header.contains(&format!(
+            "\r\nX-Original-From: Backup <{user}@host.test.example>"
+        )),
+        "{header}"
+    );
+    let env = Env::with_sections("sender = \"alerts@example.com\"", "", "");
+    env.sendmail(&["-f", "<>", "x@example.net"], "\nb\n");
+    assert_eq!(env.only_message().sender(), "", "a null sender stays null");
+}

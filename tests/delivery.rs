@@ -407,3 +407,72 @@ fn expired_mail_bounces_to_bounce_to_and_a_bounce_never_bounces() {
         "no bounce of a bounce: {lines:?}"
     );
 }
+
+/// SHA-256 of the sink's generated certificate, as an admin would pin it.
+fn sink_fingerprint(sink: &Sink) -> String {
+    let pem = std::fs::read_to_string(sink.dir.path().join("state/sink-cert.pem")).unwrap();
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = relaymail::message::base64::decode(&b64).unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &der);
+    let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    format!("sha256:{}", hex.join(":"))
+}
+
+fn pin(env: &Env, fingerprint: &str) {
+    let config: String = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("ca_file"))
+        .map(|l| {
+            if l.starts_with("username") {
+                format!("fingerprint = \"{fingerprint}\"\n{l}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&env.config, config).unwrap();
+}
+
+#[test]
+fn a_pinned_fingerprint_replaces_ca_verification_and_a_mismatch_defers() {
+    let sink = Sink::start(&["--listener", "127.0.0.1:0=implicit", "--auth", "accept-any"]);
+    let right = client(&sink, 0, "implicit", "");
+    pin(&right, &sink_fingerprint(&sink));
+    assert_exit(
+        &right.sendmail(&["-odi", "x@example.net"], "Subject: pinned\n\nb\n"),
+        0,
+        &right,
+        "right pin",
+    );
+    assert_eq!(sink.event()["subject"], "pinned");
+
+    let wrong = client(&sink, 0, "implicit", "");
+    pin(&wrong, &format!("sha256:{}", ["AB"; 32].join(":")));
+    let out = wrong.sendmail(&["-odi", "x@example.net"], "Subject: not for them\n\nb\n");
+    assert_exit(&out, 75, &wrong, "wrong pin");
+    sink.no_event();
+    let line = wrong
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("status=deferred"))
+        .unwrap();
+    assert!(
+        line.contains("certificate fingerprint mismatch") && line.contains("tls failed"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_malformed_fingerprint_is_a_config_error() {
+    let sink = Sink::start(&["--listener", "127.0.0.1:0=implicit"]);
+    let env = client(&sink, 0, "implicit", "");
+    pin(&env, "sha256:12:34");
+    let out = env.sendmail(&["x@example.net"], "\nb\n");
+    assert_exit(&out, 78, &env, "bad fingerprint");
+    assert!(
+        stderr(&out).contains("is not a SHA-256 fingerprint"),
+        "{}",
+        stderr(&out)
+    );
+}

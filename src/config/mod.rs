@@ -102,7 +102,9 @@ pub struct Smarthost {
     pub tls: TlsMode,
     pub tls_min_version: MinTls,
     pub ca_file: Option<PathBuf>,
-    pub fingerprint: Option<String>,
+    /// SHA-256 of the relay's certificate (32 bytes), when pinned.
+    #[serde(skip)]
+    pub fingerprint: Option<Vec<u8>>,
     pub auth: AuthMethod,
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
@@ -118,6 +120,9 @@ pub struct Rewrite {
     pub aliases_file_explicit: bool,
     /// Forced envelope sender for relays that accept only their account.
     pub sender: Option<String>,
+    /// With `sender`: also put it in From:, the original going to
+    /// Reply-To (when absent) and X-Original-From.
+    pub rewrite_from: bool,
     /// Sender addresses of this host are rewritten to this domain.
     pub masquerade_domain: Option<String>,
     /// Qualify bare local names in From/To/Cc/Reply-To headers.
@@ -311,6 +316,7 @@ fn resolve(raw: RawConfig, mode: Mode, files: Vec<PathBuf>) -> Result<Config, Er
                     })
                 })
                 .transpose()?,
+            rewrite_from: rewrite.rewrite_from.unwrap_or(false),
             masquerade_domain,
             qualify_headers: rewrite.qualify_headers.unwrap_or(true),
         },
@@ -456,12 +462,41 @@ fn resolve_smarthost(where_: &str, raw: schema::RawSmarthost) -> Result<Smarthos
         tls,
         tls_min_version: raw.tls_min_version.unwrap_or(MinTls::V1_2),
         ca_file: raw.ca_file,
-        fingerprint: raw.fingerprint,
+        fingerprint: raw
+            .fingerprint
+            .map(|f| {
+                parse_fingerprint(&f).ok_or_else(|| Error::Invalid {
+                    path: where_.to_string(),
+                    key: "[smarthost] fingerprint",
+                    message: format!("{f:?} is not a SHA-256 fingerprint; write \"sha256:\" and 64 hex digits, colons allowed (openssl x509 -noout -fingerprint -sha256 prints one)"),
+                })
+            })
+            .transpose()?,
         auth: raw.auth.unwrap_or(AuthMethod::Auto),
         username: raw.username,
         password_file: raw.password_file,
         password_command: raw.password_command,
     })
+}
+
+/// "sha256:AB:CD:..." (or bare hex) -> 32 bytes.
+pub fn parse_fingerprint(text: &str) -> Option<Vec<u8>> {
+    let hex: String = text
+        .trim()
+        .trim_start_matches("sha256:")
+        .trim_start_matches("SHA256:")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    if hex.len() != 64 {
+        return None;
+    }
+    (0..32)
+        .map(|i| {
+            hex.get(i * 2..i * 2 + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect()
 }
 
 fn user_state_dir() -> Option<PathBuf> {

@@ -43,6 +43,7 @@ pub struct RawRewrite {
     pub default_domain: Option<String>,
     pub aliases_file: Option<PathBuf>,
     pub sender: Option<String>,
+    pub rewrite_from: Option<bool>,
     pub masquerade_domain: Option<String>,
     pub qualify_headers: Option<bool>,
 }

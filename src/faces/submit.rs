@@ -71,6 +71,7 @@ pub fn submit(
     let recipients = rewriter.recipients(&wanted, !inv.no_aliases)?;
 
     let message_id = complete_header(&mut header, inv, config, &rewriter, &user, &sender, &id);
+    let sender = apply_sender_policy(config, &mut header, sender);
     let mut head = received(config, &user, &id).into_bytes();
     header.write_to(&mut head);
     head.extend_from_slice(b"\r\n");
@@ -188,6 +189,30 @@ fn complete_header(
             Some(mid)
         }
     }
+}
+
+/// `[rewrite] sender`: relays that accept only their account as sender get
+/// it as envelope sender (and in From: with `rewrite_from`), the original
+/// kept in X-Original-From and, when there is none, Reply-To. The null
+/// sender of a bounce stays null.
+fn apply_sender_policy(config: &Config, header: &mut Header, sender: String) -> String {
+    let Some(forced) = &config.rewrite.sender else {
+        return sender;
+    };
+    if sender.is_empty() || sender.eq_ignore_ascii_case(forced) {
+        return sender;
+    }
+    if config.rewrite.rewrite_from {
+        if let Some(from) = header.first("From").map(Field::value) {
+            header.remove("From");
+            if !header.has("Reply-To") {
+                header.push(Field::new("Reply-To", &from));
+            }
+            header.push(Field::new("X-Original-From", &from));
+            header.push(Field::new("From", forced));
+        }
+    }
+    forced.clone()
 }
 
 /// The trace header for local submission (RFC 5321 4.4).
