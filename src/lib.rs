@@ -258,7 +258,10 @@ fn load_config(explicit: Option<PathBuf>) -> Result<(Source, Config), Failure> {
             let mut log = log::Logger::open(
                 "relaymail",
                 log::Settings {
-                    syslog: std::path::Path::new("/dev/log").exists(),
+                    // Only a syslog that answers: no extra warning here.
+                    syslog: std::os::unix::net::UnixDatagram::unbound()
+                        .and_then(|s| s.connect("/dev/log"))
+                        .is_ok(),
                     socket: "/dev/log".into(),
                     file: None,
                     echo: false,

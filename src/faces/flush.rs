@@ -198,7 +198,11 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
                     }
                 }
             }
-            (None, Some(failure)) => (every(&addresses, failure), failure.relay.clone(), "none"),
+            (None, Some(failure)) => (
+                every(&addresses, failure),
+                failure.relay.clone(),
+                failure.tls,
+            ),
             (None, None) => continue,
         };
         let bounced = record(&mut env, &pending, &results, &relay, tls, log, &mut summary);

@@ -44,6 +44,8 @@ pub struct ConnectionFailure {
     pub outcome: Outcome,
     /// `host[ip]:port` when the address was known.
     pub relay: String,
+    /// Whether the connection was encrypted when it failed.
+    pub tls: &'static str,
     /// Where it failed: connect, tls, auth, mail, data.
     pub stage: &'static str,
     pub reply: String,
@@ -86,6 +88,7 @@ impl Session {
         let early = |stage, reply: String| ConnectionFailure {
             outcome: Outcome::Deferred,
             relay: unresolved.clone(),
+            tls: "none",
             stage,
             reply,
         };
@@ -98,6 +101,7 @@ impl Session {
         let defer = |stage, reply: String| ConnectionFailure {
             outcome: Outcome::Deferred,
             relay: relay.clone(),
+            tls: "none",
             stage,
             reply,
         };
@@ -168,9 +172,12 @@ impl Session {
             };
             if host.auth != AuthMethod::None {
                 let credentials = Credentials::new(user.clone(), secret.0.clone());
-                conn.auth(mechanisms, &credentials).map_err(|e| {
-                    defer("auth", format!("authentication failed: {}", reply_text(&e)))
-                })?;
+                // AUTH happens only over TLS (checked above).
+                conn.auth(mechanisms, &credentials)
+                    .map_err(|e| ConnectionFailure {
+                        tls: "TLS",
+                        ..defer("auth", format!("authentication failed: {}", reply_text(&e)))
+                    })?;
             }
         }
         Ok(Session {
@@ -230,6 +237,7 @@ impl Session {
             Some(sender.parse::<Address>().map_err(|e| ConnectionFailure {
                 outcome: Outcome::Bounced,
                 relay: self.relay.clone(),
+                tls: self.tls,
                 stage: "mail",
                 reply: format!("invalid sender <{sender}>: {e}"),
             })?)
@@ -296,6 +304,7 @@ impl Session {
             return Err(ConnectionFailure {
                 outcome: Outcome::Deferred,
                 relay: self.relay.clone(),
+                tls: self.tls,
                 stage: "data",
                 reply: format!("reading the queued message failed: {e}"),
             });
@@ -344,6 +353,7 @@ impl Session {
         ConnectionFailure {
             outcome: Outcome::Deferred,
             relay: self.relay.clone(),
+            tls: self.tls,
             stage,
             reply: reply_text(e),
         }

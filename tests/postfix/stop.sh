@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# Stops a private Postfix instance started by start.sh DIR.
+set -uo pipefail
+postfix -c "$1/etc" abort >/dev/null 2>&1 || postfix -c "$1/etc" stop >/dev/null 2>&1 || true
