@@ -6,19 +6,16 @@
 # Accepted mail is relayed to RELAYHOST (host:port; the tests point it at
 # relaymail's sink, to see exactly what arrived). Recipients:
 #   reject550@example.net -> 550 5.1.1, temp450@example.net -> 450 4.2.1
-#   (unless DIR/unblock-450 exists when the access table is rebuilt).
+#   (DIR/access; every session gets a fresh smtpd, max_use=1, so an edit
+#   takes effect at the next connection).
 # Usage: start.sh DIR SUBMIT_PORT SMTPS_PORT RELAYHOST [TLS_PROTOCOLS]
 #
-# State: the instance starts, STARTTLS and implicit TLS work with the test
-# CA, and the access table answers 550/450. Cyrus sasldb AUTH does not yet:
-# Debian's smtpd reads smtpd.conf from here but password verification
-# fails, so no test uses this harness until AUTH moves to Dovecot's SASL
-# (dovecot-core) or the sasldb problem is found.
+# AUTH is answered by a private Dovecot (dovecot-core) started here too.
 # Prints nothing on success; needs root (Postfix's master runs as root).
 set -euo pipefail
 dir=$1 submit=$2 smtps=$3 relayhost=$4 protocols=${5:->=TLSv1.2}
 user=alerts password=interop-secret host=relay.test.example
-mkdir -p "$dir"/{etc,queue,data,tls,sasl}
+mkdir -p "$dir"/{etc,queue,data,tls}
 
 # A CA the tests trust, and a server certificate for localhost from it.
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=relaymail interop CA" \
@@ -29,22 +26,43 @@ printf 'subjectAltName=DNS:localhost\n' > "$dir/tls/ext"
 openssl x509 -req -in "$dir/tls/server.csr" -CA "$dir/tls/ca.pem" -CAkey "$dir/tls/ca.key" \
     -CAcreateserial -days 2 -extfile "$dir/tls/ext" -out "$dir/tls/server.pem" 2>/dev/null
 
-# SASL: sasldb with one user, PLAIN and LOGIN.
-printf '%s' "$password" | saslpasswd2 -p -c -f "$dir/sasl/sasldb2" -u "$host" "$user"
-chown postfix "$dir/sasl" "$dir/sasl/sasldb2" "$dir/data"
-cat > "$dir/sasl/smtpd.conf" <<CONF
-pwcheck_method: auxprop
-auxprop_plugin: sasldb
-mech_list: PLAIN LOGIN
-sasldb_path: $dir/sasl/sasldb2
+# SASL: a private Dovecot whose auth service Postfix asks (PLAIN, LOGIN),
+# with one user in a passwd-file.
+mkdir -p "$dir/dovecot/run"
+printf '%s:{PLAIN}%s\n' "$user" "$password" > "$dir/dovecot/users"
+chown postfix "$dir/data"
+cat > "$dir/dovecot/dovecot.conf" <<CONF
+base_dir = $dir/dovecot/run
+state_dir = $dir/dovecot/state
+log_path = $dir/dovecot/log
+protocols =
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n $dir/dovecot/users
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=/nonexistent
+}
+service auth {
+  unix_listener $dir/queue/private/auth {
+    mode = 0660
+    user = postfix
+    group = postfix
+  }
+}
+service anvil {
+  chroot =
+}
 CONF
 
 cat > "$dir/access" <<ACCESS
 reject550@example.net 550 5.1.1 <reject550@example.net>: Recipient address rejected: no such user
 ACCESS
-if [ ! -e "$dir/unblock-450" ]; then
-    echo "temp450@example.net 450 4.2.1 <temp450@example.net>: Recipient address rejected: try again later" >> "$dir/access"
-fi
+echo "temp450@example.net 450 4.2.1 <temp450@example.net>: Recipient address rejected: try again later" >> "$dir/access"
 
 cat > "$dir/etc/main.cf" <<CONF
 compatibility_level = 3.6
@@ -66,12 +84,8 @@ local_recipient_maps =
 maillog_file_prefixes = $dir
 maillog_file = $dir/maillog
 smtpd_sasl_auth_enable = yes
-smtpd_sasl_type = cyrus
-smtpd_sasl_path = smtpd
-cyrus_sasl_config_path = $dir/sasl
-# libsasl2 on Debian finds smtpd.conf through SASL_CONF_PATH.
-import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C POSTLOG_SERVICE POSTLOG_HOSTNAME SASL_CONF_PATH=$dir/sasl
-smtpd_sasl_local_domain = $host
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = private/auth
 smtpd_sasl_security_options = noanonymous
 smtpd_tls_cert_file = $dir/tls/server.pem
 smtpd_tls_key_file = $dir/tls/server.key
@@ -86,8 +100,8 @@ smtpd_error_sleep_time = 0
 CONF
 
 cat > "$dir/etc/master.cf" <<CONF
-127.0.0.1:$submit inet n - n - - smtpd
-127.0.0.1:$smtps inet n - n - - smtpd -o smtpd_tls_wrappermode=yes
+127.0.0.1:$submit inet n - n - - smtpd -o max_use=1
+127.0.0.1:$smtps inet n - n - - smtpd -o max_use=1 -o smtpd_tls_wrappermode=yes
 pickup    unix  n - n 60 1 pickup
 cleanup   unix  n - n -  0 cleanup
 qmgr      unix  n - n 300 1 qmgr
@@ -112,6 +126,7 @@ CONF
 
 # Create the queue's subdirectories with Postfix's own permissions.
 "$(postconf -dh daemon_directory)/post-install" config_directory="$dir/etc" meta_directory="$(postconf -dh meta_directory)" create-missing >/dev/null
+dovecot -c "$dir/dovecot/dovecot.conf" </dev/null >/dev/null 2>&1
 postfix -c "$dir/etc" start >/dev/null 2>&1
 # Wait until both listeners accept connections (at most 10 s).
 for _ in $(seq 100); do

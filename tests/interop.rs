@@ -1,0 +1,270 @@
+//! Interop with a real Postfix smarthost (private instance, loopback only,
+//! started by tests/postfix/start.sh): STARTTLS-required and implicit-TLS
+//! submission with SASL AUTH (Dovecot), a 550 and a 450 recipient, TLS
+//! version limits. Postfix relays what it accepts to relaymail's sink, so
+//! the tests see exactly what arrived, and how often.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use common::sink::Sink;
+use common::*;
+
+const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/postfix");
+
+struct Postfix {
+    dir: tempfile::TempDir,
+    submit: u16,
+    smtps: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Postfix {
+    /// None (with a note) where Postfix cannot run: not root, not installed.
+    fn start(sink: &Sink, protocols: &str) -> Option<Postfix> {
+        if !is_root() {
+            eprintln!("skipped: the Postfix interop suite needs root");
+            return None;
+        }
+        if !have("postfix") || !have("dovecot") || !have("openssl") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (submit, smtps) = (free_port(), free_port());
+        let out = Command::new("bash")
+            .arg(format!("{SCRIPTS}/start.sh"))
+            .arg(dir.path().join("pf"))
+            .args([
+                submit.to_string(),
+                smtps.to_string(),
+                format!("127.0.0.1:{}", sink.port(0)),
+                protocols.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "postfix did not start: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        Some(Postfix { dir, submit, smtps })
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join("pf").join(name)
+    }
+
+    /// Lets temp450@ through from now on.
+    fn unblock_450(&self) {
+        let access = std::fs::read_to_string(self.path("access")).unwrap();
+        let kept: String = access
+            .lines()
+            .filter(|l| !l.starts_with("temp450"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(self.path("access"), kept).unwrap();
+        let out = Command::new("postfix")
+            .args(["-c"])
+            .arg(self.path("etc"))
+            .arg("reload")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(format!("{SCRIPTS}/stop.sh"))
+            .arg(self.path(""))
+            .output();
+    }
+}
+
+/// A relaymail client of `postfix` over `tls` on `port`.
+fn client(postfix: &Postfix, port: u16, tls: &str, password: &str, extra: &str) -> Env {
+    let env = Env::new();
+    let file = env.path("password");
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let smarthost = format!(
+        "\n[smarthost]\nhost = \"localhost\"\nport = {port}\ntls = \"{tls}\"\nca_file = {:?}\nusername = \"alerts\"\npassword_file = {:?}\n{extra}\n",
+        postfix.path("tls/ca.pem").display().to_string(),
+        file.display().to_string()
+    );
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, config + &smarthost).unwrap();
+    env
+}
+
+fn sink() -> Sink {
+    Sink::start(&["--listen", "127.0.0.1:0"])
+}
+
+#[test]
+fn starttls_and_implicit_tls_submission_with_auth() {
+    let sink = sink();
+    let Some(postfix) = Postfix::start(&sink, ">=TLSv1.2") else {
+        return;
+    };
+    for (port, tls) in [(postfix.submit, "starttls"), (postfix.smtps, "implicit")] {
+        let env = client(&postfix, port, tls, "interop-secret", "");
+        let out = env.sendmail(
+            &["-odi", "-f", "owner@example.org", "ok@example.net"],
+            &format!("Subject: via {tls}\n\nbody\n"),
+        );
+        assert_exit(&out, 0, &env, tls);
+        let e = sink.event();
+        assert_eq!(e["subject"], format!("via {tls}"));
+        assert_eq!(e["rcpt"], serde_json::json!(["ok@example.net"]));
+        let line = env
+            .log_lines()
+            .into_iter()
+            .find(|l| l.contains("status=sent"))
+            .unwrap();
+        assert!(
+            line.contains("tls=TLS")
+                && line.contains(&format!("relay=localhost[127.0.0.1]:{port}")),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn recipient_550_bounces_and_450_is_delivered_once_after_the_block_is_lifted() {
+    let sink = sink();
+    let Some(postfix) = Postfix::start(&sink, ">=TLSv1.2") else {
+        return;
+    };
+    let env = client(&postfix, postfix.submit, "starttls", "interop-secret", "");
+    let out = env.sendmail(
+        &[
+            "-odi",
+            "-f",
+            "owner@example.org",
+            "ok@example.net",
+            "reject550@example.net",
+            "temp450@example.net",
+        ],
+        "Subject: mixed\n\nb\n",
+    );
+    assert_exit(&out, 75, &env, "one deferred");
+    let mut events = [sink.event(), sink.event()];
+    events.sort_by_key(|e| e["from"].as_str().unwrap().to_string());
+    assert_eq!(events[0]["from"], "", "the DSN, from the null sender");
+    assert_eq!(events[0]["rcpt"], serde_json::json!(["owner@example.org"]));
+    assert_eq!(
+        events[1]["rcpt"],
+        serde_json::json!(["ok@example.net"]),
+        "only the accepted recipient"
+    );
+    let dsn = std::fs::read_to_string(events[0]["path"].as_str().unwrap()).unwrap();
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; reject550@example.net")
+            && dsn.contains("Status: 5.1.1"),
+        "{dsn}"
+    );
+    sink.no_event();
+    let q = env.only_message();
+    assert!(
+        q.env.contains("temp450@example.net") && q.env.contains("status = \"deferred\""),
+        "{}",
+        q.env
+    );
+
+    postfix.unblock_450();
+    let flushed = env.run("relaymail", &["flush"], b"");
+    assert_exit(&flushed, 0, &env, "flush after the block is lifted");
+    let e = sink.event();
+    assert_eq!(
+        e["rcpt"],
+        serde_json::json!(["temp450@example.net"]),
+        "only the deferred recipient, nobody twice"
+    );
+    sink.no_event();
+    assert!(env.queued().is_empty());
+}
+
+#[test]
+fn wrong_password_defers_with_the_servers_reply() {
+    let sink = sink();
+    let Some(postfix) = Postfix::start(&sink, ">=TLSv1.2") else {
+        return;
+    };
+    let env = client(&postfix, postfix.submit, "starttls", "not-the-password", "");
+    let out = env.sendmail(&["-odi", "ok@example.net"], "\nb\n");
+    assert_exit(&out, 75, &env, "wrong password");
+    let line = env
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("status=deferred"))
+        .unwrap();
+    assert!(line.contains("authentication failed: 535 5.7.8"), "{line}");
+    assert!(!line.contains("not-the-password"));
+    sink.no_event();
+}
+
+#[test]
+fn tls_version_limits_on_both_sides() {
+    let sink = sink();
+    let Some(only13) = Postfix::start(&sink, ">=TLSv1.3") else {
+        return;
+    };
+    let env = client(
+        &only13,
+        only13.submit,
+        "starttls",
+        "interop-secret",
+        "tls_min_version = \"1.2\"",
+    );
+    assert_exit(
+        &env.sendmail(
+            &["-odi", "ok@example.net"],
+            "Subject: to a 1.3-only relay\n\nb\n",
+        ),
+        0,
+        &env,
+        "1.3-only relay",
+    );
+    assert_eq!(sink.event()["subject"], "to a 1.3-only relay");
+    drop(only13);
+
+    let Some(only12) = Postfix::start(&sink, "TLSv1.2") else {
+        return;
+    };
+    let env = client(
+        &only12,
+        only12.submit,
+        "starttls",
+        "interop-secret",
+        "tls_min_version = \"1.3\"",
+    );
+    let out = env.sendmail(&["-odi", "ok@example.net"], "\nb\n");
+    assert_exit(&out, 75, &env, "client demands 1.3, relay has 1.2 only");
+    assert!(
+        env.log_lines()
+            .iter()
+            .any(|l| l.contains("status=deferred") && l.contains("tls failed")),
+        "{:?}",
+        env.log_lines()
+    );
+    sink.no_event();
+}
