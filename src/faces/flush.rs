@@ -140,15 +140,11 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
                     reply: format!("554 5.4.7 {reason}"),
                 })
                 .collect();
-            let bounced = record(
-                &mut env,
-                &pending,
-                &results,
-                "none",
-                "none",
-                log,
-                &mut summary,
-            );
+            let (bounced, events) =
+                record(&mut env, &pending, &results, "none", "none", &mut summary);
+            events
+                .iter()
+                .for_each(|(severity, e)| log.log(*severity, e));
             if let Some(bounce) = send_bounce(
                 config,
                 &spool,
@@ -188,10 +184,7 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
                 let relay = s.relay.clone();
                 let tls = s.tls;
                 match s.send(&env.sender, &addresses, env.size, env.eight_bit, &mut file) {
-                    Ok(results) => {
-                        s.reset();
-                        (results, relay, tls)
-                    }
+                    Ok(results) => (results, relay, tls),
                     Err(failure) => {
                         session = None;
                         (every(&addresses, &failure), relay, tls)
@@ -205,7 +198,10 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
             ),
             (None, None) => continue,
         };
-        let bounced = record(&mut env, &pending, &results, &relay, tls, log, &mut summary);
+        // The relay has answered: record it before anything else (a log
+        // line, the RSET round trip), so that a kill from here on finds
+        // the new state and never sends these recipients again.
+        let (bounced, events) = record(&mut env, &pending, &results, &relay, tls, &mut summary);
         if let Some(bounce) = send_bounce(
             config,
             &spool,
@@ -221,6 +217,12 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
             locked.remove()?;
         } else {
             locked.update(&env)?;
+        }
+        events
+            .iter()
+            .for_each(|(severity, e)| log.log(*severity, e));
+        if let Some(s) = session.as_mut() {
+            s.reset();
         }
     }
     if let Some(s) = session {
@@ -284,18 +286,19 @@ fn send_bounce(
     }
 }
 
-/// Writes each recipient's outcome into the state and one log line each.
-/// Returns the indices of the recipients that bounced in this attempt.
+/// Writes each recipient's outcome into the state. Returns the indices of
+/// the recipients that bounced in this attempt and one log line each, to
+/// be written once the state is stored.
 fn record(
     env: &mut Envelope,
     pending: &[usize],
     results: &[Result1],
     relay: &str,
     tls: &str,
-    log: &mut Logger,
     summary: &mut Summary,
-) -> Vec<usize> {
+) -> (Vec<usize>, Vec<(Severity, Event)>) {
     let mut bounced = Vec::new();
+    let mut events = Vec::new();
     let attempted = now();
     env.attempts += 1;
     env.last_attempt = Some(attempted);
@@ -328,9 +331,9 @@ fn record(
         } else {
             Severity::Warning
         };
-        log.log(
+        events.push((
             severity,
-            &Event::new(event::DELIVERY)
+            Event::new(event::DELIVERY)
                 .id(&env.id)
                 .addr("to", &r.address)
                 .field("relay", relay)
@@ -340,7 +343,7 @@ fn record(
                 .field("dsn", dsn(&result.reply, result.outcome))
                 .field("status", word)
                 .field("reply", &result.reply),
-        );
+        ));
         if result.outcome != Outcome::Sent {
             env.last_error = Some(result.reply.clone());
         }
@@ -351,7 +354,7 @@ fn record(
         .copied()
         .unwrap_or(3600);
     env.next_attempt = deferred.then(|| attempted + i64::try_from(step).unwrap_or(3600));
-    bounced
+    (bounced, events)
 }
 
 /// The enhanced status code in a reply ("250 2.0.0 Ok" -> 2.0.0), else
