@@ -140,23 +140,18 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
                     reply: format!("554 5.4.7 {reason}"),
                 })
                 .collect();
-            let (bounced, events) =
-                record(&mut env, &pending, &results, "none", "none", &mut summary);
-            events
-                .iter()
-                .for_each(|(severity, e)| log.log(*severity, e));
-            if let Some(bounce) = send_bounce(
+            let bounce = conclude(
                 config,
                 &spool,
-                &env,
-                &locked.message_path(),
-                &bounced,
-                "none",
+                locked,
+                &mut env,
+                &pending,
+                &results,
+                ("none", "none"),
                 log,
-            ) {
-                ids.push_back(bounce);
-            }
-            locked.remove()?;
+                &mut summary,
+            )?;
+            ids.extend(bounce);
             continue;
         }
         let addresses: Vec<String> = pending
@@ -198,29 +193,21 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
             ),
             (None, None) => continue,
         };
-        // The relay has answered: record it before anything else (a log
+        // The relay has answered: store that before anything else (a log
         // line, the RSET round trip), so that a kill from here on finds
         // the new state and never sends these recipients again.
-        let (bounced, events) = record(&mut env, &pending, &results, &relay, tls, &mut summary);
-        if let Some(bounce) = send_bounce(
+        let bounce = conclude(
             config,
             &spool,
-            &env,
-            &locked.message_path(),
-            &bounced,
-            &relay,
+            locked,
+            &mut env,
+            &pending,
+            &results,
+            (&relay, tls),
             log,
-        ) {
-            ids.push_back(bounce);
-        }
-        if env.pending().next().is_none() {
-            locked.remove()?;
-        } else {
-            locked.update(&env)?;
-        }
-        events
-            .iter()
-            .for_each(|(severity, e)| log.log(*severity, e));
+            &mut summary,
+        )?;
+        ids.extend(bounce);
         if let Some(s) = session.as_mut() {
             s.reset();
         }
@@ -229,6 +216,43 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
         s.quit();
     }
     Ok(summary)
+}
+
+/// Ends one attempt on a message: records each recipient's result, queues
+/// a DSN for those that bounced, stores the new state (or removes the
+/// message when nobody is left), and only then writes the log lines.
+/// Returns the DSN's queue ID, to be delivered in the same run.
+#[allow(clippy::too_many_arguments)]
+fn conclude(
+    config: &Config,
+    spool: &Spool,
+    locked: spool::Locked<'_>,
+    env: &mut Envelope,
+    pending: &[usize],
+    results: &[Result1],
+    (relay, tls): (&str, &str),
+    log: &mut Logger,
+    summary: &mut Summary,
+) -> Result<Option<QueueId>, Failure> {
+    let (bounced, events) = record(env, pending, results, relay, tls, summary);
+    let bounce = send_bounce(
+        config,
+        spool,
+        env,
+        &locked.message_path(),
+        &bounced,
+        relay,
+        log,
+    );
+    if env.pending().next().is_none() {
+        locked.remove()?;
+    } else {
+        locked.update(env)?;
+    }
+    events
+        .iter()
+        .for_each(|(severity, e)| log.log(*severity, e));
+    Ok(bounce)
 }
 
 fn every(addresses: &[String], failure: &ConnectionFailure) -> Vec<Result1> {
