@@ -133,7 +133,12 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
                     action: ConfigAction::Check,
                 } => faces::config_check::check(&source, &config, &mut out),
                 Action::Newaliases => faces::aliases::check(&config, &mut out),
-                Action::Flush { due, ids, detach } => {
+                Action::Flush {
+                    due,
+                    ids,
+                    detach,
+                    then_due,
+                } => {
                     if detach {
                         // Background delivery: out of the caller's session
                         // and process group, so cron never waits for it.
@@ -147,7 +152,17 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
                         })
                         .collect::<Result<Vec<_>, _>>()?;
                     let options = faces::flush::Options { due_only: due, ids };
-                    flush_and_report(face, &config, &options, &mut log)
+                    let status = flush_and_report(face, &config, &options, &mut log)?;
+                    if !then_due {
+                        return Ok(status);
+                    }
+                    // Background delivery also retries what is due, so
+                    // deferred mail moves on even before a timer is set up.
+                    let due = faces::flush::Options {
+                        due_only: true,
+                        ids: Vec::new(),
+                    };
+                    flush_and_report(face, &config, &due, &mut log)
                 }
                 Action::Demo => faces::demo::run(&mut out),
                 Action::Sink(sink) => match sink.action {
@@ -198,8 +213,9 @@ fn deliver_after_submit(
     Ok(status)
 }
 
-/// Starts `relaymail flush --id ID --detach` with no stdio, so that the
-/// caller returns at once. A failure to start only leaves the message for
+/// Starts `relaymail flush --id ID --detach --then-due` with no stdio, so
+/// that the caller returns at once; after this message it also delivers
+/// whatever else is due. A failure to start only leaves the message for
 /// the next flush.
 fn spawn_background_delivery(id: &spool::QueueId, config: Option<&std::path::Path>) {
     use std::os::unix::process::CommandExt;
@@ -211,7 +227,7 @@ fn spawn_background_delivery(id: &spool::QueueId, config: Option<&std::path::Pat
     if let Some(path) = config {
         cmd.arg("-C").arg(path);
     }
-    cmd.args(["flush", "--detach", "--id", id.as_str()])
+    cmd.args(["flush", "--detach", "--then-due", "--id", id.as_str()])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

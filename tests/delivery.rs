@@ -543,3 +543,28 @@ fn sigkill_while_delivering_loses_nothing_and_duplicates_only_in_the_documented_
         "a duplicate needs a kill between the relay's 250 and the state write"
     );
 }
+
+#[test]
+fn background_delivery_also_retries_what_is_due() {
+    let sink = Sink::start(&["--listener", "127.0.0.1:0=starttls", "--auth", "accept-any"]);
+    let env = client(&sink, 0, "starttls", "");
+    // A message queued earlier and due now (never tried: no next_attempt).
+    assert_exit(
+        &env.sendmail(&["-odq", "x@example.net"], "Subject: waiting\n\nb\n"),
+        0,
+        &env,
+        "queued earlier",
+    );
+    assert_exit(
+        &env.sendmail(&["x@example.net"], "Subject: new\n\nb\n"),
+        0,
+        &env,
+        "-odb",
+    );
+    let mut subjects = vec![
+        sink.event()["subject"].as_str().unwrap().to_string(),
+        sink.event()["subject"].as_str().unwrap().to_string(),
+    ];
+    subjects.sort();
+    assert_eq!(subjects, ["new", "waiting"]);
+}

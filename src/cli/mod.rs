@@ -149,6 +149,9 @@ pub enum Action {
         /// Start a new session first (used for background delivery).
         #[arg(long, hide = true)]
         detach: bool,
+        /// After the --id messages, also deliver everything that is due.
+        #[arg(long, hide = true)]
+        then_due: bool,
     },
     /// Queue a demo message in a throw-away spool and show the queue and log.
     Demo,
