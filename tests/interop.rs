@@ -268,3 +268,86 @@ fn tls_version_limits_on_both_sides() {
     );
     sink.no_event();
 }
+
+#[test]
+fn two_concurrent_flushes_deliver_a_200_message_backlog_exactly_once() {
+    let sink = sink();
+    let Some(postfix) = Postfix::start(&sink, ">=TLSv1.2") else {
+        return;
+    };
+    let env = std::sync::Arc::new(client(
+        &postfix,
+        postfix.submit,
+        "starttls",
+        "interop-secret",
+        "",
+    ));
+    let n = 200;
+    for i in 0..n {
+        assert_exit(
+            &env.sendmail(
+                &["-odq", "ok@example.net"],
+                &format!("Subject: backlog {i}\n\nb\n"),
+            ),
+            0,
+            &env,
+            "queue",
+        );
+    }
+    let flushes: Vec<_> = (0..2)
+        .map(|_| {
+            let env = env.clone();
+            std::thread::spawn(move || env.run("relaymail", &["flush"], b""))
+        })
+        .collect();
+    for f in flushes {
+        let out = f.join().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    assert!(env.queued().is_empty(), "{}", env.listing());
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        *seen
+            .entry(sink.event()["subject"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    sink.no_event();
+    assert_eq!(seen.len(), n);
+    assert!(seen.values().all(|c| *c == 1), "each message exactly once");
+}
+
+#[test]
+fn a_pinned_fingerprint_mismatch_stops_before_auth_and_mail() {
+    let sink = sink();
+    let Some(postfix) = Postfix::start(&sink, ">=TLSv1.2") else {
+        return;
+    };
+    let env = client(
+        &postfix,
+        postfix.submit,
+        "starttls",
+        "interop-secret",
+        &format!("fingerprint = \"sha256:{}\"", ["AB"; 32].join(":")),
+    );
+    let out = env.sendmail(
+        &["-odi", "ok@example.net"],
+        "Subject: must not leave\n\nb\n",
+    );
+    assert_exit(&out, 75, &env, "pin mismatch");
+    assert!(env
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("certificate fingerprint mismatch")));
+    sink.no_event();
+    let maillog = std::fs::read_to_string(postfix.path("maillog")).unwrap_or_default();
+    assert!(
+        maillog.contains("starttls=1"),
+        "the session reached TLS: {maillog}"
+    );
+    assert!(
+        !maillog.contains("sasl_username")
+            && !maillog.contains("auth=1")
+            && !maillog.contains("mail=1"),
+        "no AUTH, no MAIL: {maillog}"
+    );
+}
