@@ -34,6 +34,16 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A port p with p + 1 free too (the harness's plain listener).
+fn free_port_pair() -> u16 {
+    loop {
+        let p = free_port();
+        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
 impl Postfix {
     /// None (with a note) where Postfix cannot run: not root, not installed.
     fn start(sink: &Sink, protocols: &str) -> Option<Postfix> {
@@ -46,7 +56,7 @@ impl Postfix {
         }
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let (submit, smtps) = (free_port(), free_port());
+        let (submit, smtps) = (free_port(), free_port_pair());
         let out = Command::new("bash")
             .arg(format!("{SCRIPTS}/start.sh"))
             .arg(dir.path().join("pf"))
@@ -349,5 +359,36 @@ fn a_pinned_fingerprint_mismatch_stops_before_auth_and_mail() {
             && !maillog.contains("auth=1")
             && !maillog.contains("mail=1"),
         "no AUTH, no MAIL: {maillog}"
+    );
+}
+
+#[test]
+fn required_tls_not_offered_sends_no_mail_in_cleartext() {
+    let sink = sink();
+    let Some(postfix) = Postfix::start(&sink, ">=TLSv1.2") else {
+        return;
+    };
+    let env = client(
+        &postfix,
+        postfix.smtps + 1,
+        "starttls",
+        "interop-secret",
+        "",
+    );
+    let out = env.sendmail(&["-odi", "ok@example.net"], "Subject: secret\n\nb\n");
+    assert_exit(&out, 75, &env, "no STARTTLS on offer");
+    assert!(env
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("does not offer STARTTLS")));
+    sink.no_event();
+    let maillog = std::fs::read_to_string(postfix.path("maillog")).unwrap_or_default();
+    assert!(
+        maillog.contains("connect from localhost"),
+        "the session happened: {maillog}"
+    );
+    assert!(
+        !maillog.contains("mail=") && !maillog.contains("auth="),
+        "no MAIL FROM or AUTH in cleartext: {maillog}"
     );
 }

@@ -3,6 +3,7 @@
 # DIR (nothing under /etc or /var is touched), on loopback only:
 #   SUBMIT  STARTTLS required, AUTH (Cyrus sasldb: user/password below)
 #   SMTPS   implicit TLS, same AUTH
+#   PLAIN   no STARTTLS offered at all (SMTPS port + 1)
 # Accepted mail is relayed to RELAYHOST (host:port; the tests point it at
 # relaymail's sink, to see exactly what arrived). Recipients:
 #   reject550@example.net -> 550 5.1.1, temp450@example.net -> 450 4.2.1
@@ -102,6 +103,7 @@ CONF
 cat > "$dir/etc/master.cf" <<CONF
 127.0.0.1:$submit inet n - n - - smtpd -o max_use=1
 127.0.0.1:$smtps inet n - n - - smtpd -o max_use=1 -o smtpd_tls_wrappermode=yes
+127.0.0.1:$((smtps + 1)) inet n - n - - smtpd -o max_use=1 -o smtpd_tls_security_level=none
 pickup    unix  n - n 60 1 pickup
 cleanup   unix  n - n -  0 cleanup
 qmgr      unix  n - n 300 1 qmgr
