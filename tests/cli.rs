@@ -224,7 +224,7 @@ fn dsn_and_body_type_flags_are_stored() {
 }
 
 #[test]
-fn delivery_modes_all_queue_in_this_version() {
+fn delivery_modes_queue_when_no_smarthost_is_configured() {
     for flag in ["-odb", "-odi", "-odq", "-odd"] {
         let env = Env::new();
         let out = env.sendmail(&[flag, "x@example.net"], "\nb\n");

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::log::{event, Event, Logger, Severity};
-use crate::relay::{ConnectionFailure, Outcome, Result1, Session};
+use crate::relay::{ConnectionFailure, Outcome, RecipientResult, Session};
 use crate::spool::{self, Envelope, QueueId, Spool, Status};
 use crate::sysexits::{Failure, Sysexit};
 
@@ -57,7 +57,7 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
     if let Ok(removed) = spool.clean_orphans(true) {
         removed
             .iter()
-            .for_each(|o| log.info(&super::submit::orphan_event(o)));
+            .for_each(|o| log.info(&super::orphan_event(o)));
     }
     let mut ids: Vec<QueueId> = if options.ids.is_empty() {
         spool
@@ -133,9 +133,9 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
                     .field("age", format!("{age}s"))
                     .field("reason", &reason),
             );
-            let results: Vec<Result1> = pending
+            let results: Vec<RecipientResult> = pending
                 .iter()
-                .map(|_| Result1 {
+                .map(|_| RecipientResult {
                     outcome: Outcome::Bounced,
                     reply: format!("554 5.4.7 {reason}"),
                 })
@@ -229,7 +229,7 @@ fn conclude(
     locked: spool::Locked<'_>,
     env: &mut Envelope,
     pending: &[usize],
-    results: &[Result1],
+    results: &[RecipientResult],
     (relay, tls): (&str, &str),
     log: &mut Logger,
     summary: &mut Summary,
@@ -255,10 +255,10 @@ fn conclude(
     Ok(bounce)
 }
 
-fn every(addresses: &[String], failure: &ConnectionFailure) -> Vec<Result1> {
+fn every(addresses: &[String], failure: &ConnectionFailure) -> Vec<RecipientResult> {
     addresses
         .iter()
-        .map(|_| Result1 {
+        .map(|_| RecipientResult {
             outcome: failure.outcome,
             reply: format!("{} ({} failed)", failure.reply, failure.stage),
         })
@@ -316,7 +316,7 @@ fn send_bounce(
 fn record(
     env: &mut Envelope,
     pending: &[usize],
-    results: &[Result1],
+    results: &[RecipientResult],
     relay: &str,
     tls: &str,
     summary: &mut Summary,

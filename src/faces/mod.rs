@@ -7,3 +7,11 @@ pub mod flush;
 pub mod queue;
 pub mod sink;
 pub mod submit;
+
+/// The log event for a leftover of an interrupted submission that a face
+/// removed (submit, flush and `queue clean` all clean up).
+pub fn orphan_event(orphan: &crate::spool::Orphan) -> crate::log::Event {
+    crate::log::Event::new(crate::log::event::ORPHAN_REMOVED)
+        .field("file", orphan.path.display())
+        .field("size", orphan.size)
+}

@@ -318,7 +318,7 @@ pub fn clean(config: &Config, log: &mut Logger, out: &mut impl Write) -> Result<
     let spool = open(config)?;
     let removed = spool.clean_orphans(true)?;
     for orphan in &removed {
-        log.info(&super::submit::orphan_event(orphan));
+        log.info(&super::orphan_event(orphan));
         writeln!(
             out,
             "removed {} ({} bytes)",

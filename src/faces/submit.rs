@@ -47,7 +47,9 @@ pub fn submit(
     let spool = Spool::open(&config.spool_dir, config.mode)?;
     // Best effort: leftovers of someone else's crash must not stop mail.
     match spool.clean_orphans(false) {
-        Ok(removed) => removed.iter().for_each(|o| log.info(&orphan_event(o))),
+        Ok(removed) => removed
+            .iter()
+            .for_each(|o| log.info(&super::orphan_event(o))),
         Err(e) => crate::log::stderr(&format!(
             "warning: {e}; leftovers stay until `relaymail queue clean`"
         )),
@@ -263,12 +265,6 @@ fn dsn(inv: &Invocation) -> envelope::Dsn {
         }),
         envid: inv.envelope_id.clone(),
     }
-}
-
-pub fn orphan_event(orphan: &crate::spool::Orphan) -> Event {
-    Event::new(event::ORPHAN_REMOVED)
-        .field("file", orphan.path.display())
-        .field("size", orphan.size)
 }
 
 #[cfg(test)]

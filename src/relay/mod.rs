@@ -32,7 +32,7 @@ pub enum Outcome {
 
 /// One recipient's result, with the reply to quote in logs and bounces.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Result1 {
+pub struct RecipientResult {
     pub outcome: Outcome,
     pub reply: String,
 }
@@ -201,12 +201,12 @@ impl Session {
         size: u64,
         eight_bit: bool,
         body: &mut dyn Read,
-    ) -> Result<Vec<Result1>, ConnectionFailure> {
+    ) -> Result<Vec<RecipientResult>, ConnectionFailure> {
         let info = self.conn.server_info().clone();
         let every = |outcome, reply: String| {
             recipients
                 .iter()
-                .map(|_| Result1 {
+                .map(|_| RecipientResult {
                     outcome,
                     reply: reply.clone(),
                 })
@@ -256,7 +256,7 @@ impl Session {
             let address = match rcpt.parse::<Address>() {
                 Ok(a) => a,
                 Err(e) => {
-                    results.push(Result1 {
+                    results.push(RecipientResult {
                         outcome: Outcome::Bounced,
                         reply: format!("invalid recipient <{rcpt}>: {e}"),
                     });
@@ -264,12 +264,12 @@ impl Session {
                 }
             };
             match self.conn.command(Rcpt::new(address, vec![])) {
-                Ok(_) => results.push(Result1 {
+                Ok(_) => results.push(RecipientResult {
                     outcome: Outcome::Sent,
                     reply: String::new(),
                 }),
                 Err(e) => match classify(&e) {
-                    Some(outcome) => results.push(Result1 {
+                    Some(outcome) => results.push(RecipientResult {
                         outcome,
                         reply: reply_text(&e),
                     }),

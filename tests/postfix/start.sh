@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts a private Postfix instance for the interop tests, entirely inside
 # DIR (nothing under /etc or /var is touched), on loopback only:
-#   SUBMIT  STARTTLS required, AUTH (Cyrus sasldb: user/password below)
+#   SUBMIT  STARTTLS required, AUTH (Dovecot SASL: user/password below)
 #   SMTPS   implicit TLS, same AUTH
 #   PLAIN   no STARTTLS offered at all (SMTPS port + 1)
 # Accepted mail is relayed to RELAYHOST (host:port; the tests point it at
