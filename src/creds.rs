@@ -31,10 +31,30 @@ pub fn load(config: &Config) -> Result<Option<Secret>, Failure> {
 }
 
 fn from_file(path: &Path, mode: Mode) -> Result<Secret, Failure> {
-    let meta = std::fs::metadata(path).map_err(|e| {
+    check_private(path, "password_file", mode)?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
         Failure::new(
             Sysexit::Config,
             format!("cannot read password_file {}: {e}", path.display()),
+        )
+    })?;
+    let first = text.lines().next().unwrap_or("");
+    if first.is_empty() {
+        return Err(Failure::new(
+            Sysexit::Config,
+            format!("password_file {} is empty", path.display()),
+        ));
+    }
+    Ok(Secret::new(first.to_string()))
+}
+
+/// Refuses a secret file (`what` names its key) that others can read:
+/// 0600, or root:relaymail 0640 in system mode.
+pub fn check_private(path: &Path, what: &str, mode: Mode) -> Result<(), Failure> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        Failure::new(
+            Sysexit::Config,
+            format!("cannot read {what} {}: {e}", path.display()),
         )
     })?;
     let bits = meta.mode() & 0o777;
@@ -53,25 +73,12 @@ fn from_file(path: &Path, mode: Mode) -> Result<Secret, Failure> {
         return Err(Failure::new(
             Sysexit::NoPerm,
             format!(
-                "refusing {}: readable by others (mode {bits:04o}); run {fix}",
+                "refusing {what} {}: readable by others (mode {bits:04o}); run {fix}",
                 path.display()
             ),
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure::new(
-            Sysexit::Config,
-            format!("cannot read password_file {}: {e}", path.display()),
-        )
-    })?;
-    let first = text.lines().next().unwrap_or("");
-    if first.is_empty() {
-        return Err(Failure::new(
-            Sysexit::Config,
-            format!("password_file {} is empty", path.display()),
-        ));
-    }
-    Ok(Secret::new(first.to_string()))
+    Ok(())
 }
 
 fn from_command(command: &str, config: &Config) -> Result<Secret, Failure> {

@@ -151,9 +151,9 @@ fn starttls_and_implicit_tls_submission_with_auth() {
             .find(|l| l.contains("status=sent"))
             .unwrap();
         assert!(
-            line.contains("tls=TLS")
+            line.contains("tls=TLSv1.3/TLS_")
                 && line.contains(&format!("relay=localhost[127.0.0.1]:{port}")),
-            "{line}"
+            "the version and cipher Postfix negotiated: {line}"
         );
     }
 }
@@ -255,6 +255,10 @@ fn tls_version_limits_on_both_sides() {
         "1.3-only relay",
     );
     assert_eq!(sink.event()["subject"], "to a 1.3-only relay");
+    assert!(env
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("status=sent") && l.contains("tls=TLSv1.3/TLS_")));
     drop(only13);
 
     let Some(only12) = Postfix::start(&sink, "TLSv1.2") else {
@@ -269,6 +273,13 @@ fn tls_version_limits_on_both_sides() {
     );
     let out = env.sendmail(&["-odi", "ok@example.net"], "\nb\n");
     assert_exit(&out, 75, &env, "client demands 1.3, relay has 1.2 only");
+    let line = env
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("status=deferred"))
+        .unwrap();
+    assert!(line.contains("tls=none"), "no TLS was established: {line}");
+    set_min_version_12_and_deliver(&only12, &sink);
     assert!(
         env.log_lines()
             .iter()
@@ -277,6 +288,64 @@ fn tls_version_limits_on_both_sides() {
         env.log_lines()
     );
     sink.no_event();
+}
+
+/// A TLS 1.2-only relay: delivered, and the log names TLS 1.2 and its
+/// ECDHE cipher.
+fn set_min_version_12_and_deliver(only12: &Postfix, sink: &Sink) {
+    let env = client(
+        only12,
+        only12.submit,
+        "starttls",
+        "interop-secret",
+        "tls_min_version = \"1.2\"",
+    );
+    let out = env.sendmail(&["-odi", "ok@example.net"], "Subject: over 1.2\n\nb\n");
+    assert_exit(&out, 0, &env, "1.2-only relay");
+    assert_eq!(sink.event()["subject"], "over 1.2");
+    let line = env
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("status=sent"))
+        .unwrap();
+    assert!(
+        line.contains("tls=TLSv1.2/TLS_ECDHE_RSA_WITH_"),
+        "the version and cipher Postfix negotiated: {line}"
+    );
+}
+
+#[test]
+fn a_client_certificate_is_presented_and_verified_by_postfix() {
+    let sink = sink();
+    let Some(postfix) = Postfix::start(&sink, ">=TLSv1.2") else {
+        return;
+    };
+    let extra = format!(
+        "client_cert = {:?}\nclient_key = {:?}",
+        postfix.path("tls/client.pem"),
+        postfix.path("tls/client.key")
+    );
+    for (port, tls) in [(postfix.submit, "starttls"), (postfix.smtps, "implicit")] {
+        let env = client(&postfix, port, tls, "interop-secret", &extra);
+        let out = env.sendmail(
+            &["-odi", "ok@example.net"],
+            &format!("Subject: cert over {tls}\n\nb\n"),
+        );
+        assert!(out.status.success(), "{tls}: {:?}", env.log_lines());
+        assert_eq!(sink.event()["subject"], format!("cert over {tls}"));
+    }
+    // Postfix logs how each TLS session was authenticated.
+    let log = std::fs::read_to_string(postfix.path("maillog")).unwrap();
+    let trusted = log
+        .lines()
+        .filter(|l| l.contains("smtpd") && l.contains("Trusted TLS connection established"))
+        .count();
+    assert_eq!(trusted, 2, "both sessions verified by certificate:\n{log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("smtpd") && l.contains("Anonymous TLS connection")),
+        "{log}"
+    );
 }
 
 #[test]

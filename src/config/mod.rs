@@ -109,6 +109,22 @@ pub struct Smarthost {
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
     pub password_command: Option<String>,
+    /// Tried in order when the host above cannot be reached or refuses the
+    /// session (connect, TLS, AUTH); they share every other setting.
+    pub fallback_hosts: Vec<(String, u16)>,
+    /// The name to send as SNI and to verify the certificate against,
+    /// when it differs from `host` (e.g. a relay reached by IP address).
+    pub tls_server_name: Option<String>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// TCP connect, greeting, EHLO and (implicit) TLS handshake.
+    pub connect_timeout: Duration,
+    /// Each later command's reply, and each write.
+    pub command_timeout: Duration,
+    /// Parallel sessions a flush may open for a backlog.
+    pub connections: usize,
+    /// AUTH without TLS: only for closed lab networks, never the default.
+    pub allow_cleartext_auth: bool,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -456,9 +472,22 @@ fn resolve_smarthost(where_: &str, raw: schema::RawSmarthost) -> Result<Smarthos
         TlsMode::Starttls | TlsMode::Opportunistic => 587,
         TlsMode::None => 25,
     };
+    let port = raw.port.unwrap_or(default_port);
+    let (client_cert, client_key) = match (raw.client_cert, raw.client_key) {
+        (Some(c), Some(k)) => (Some(c), Some(k)),
+        (None, None) => (None, None),
+        _ => {
+            return Err(Error::Invalid {
+                path: where_.to_string(),
+                key: "[smarthost] client_cert",
+                message: "client_cert and client_key go together: set both (PEM files) or neither"
+                    .into(),
+            })
+        }
+    };
     Ok(Smarthost {
         host,
-        port: raw.port.unwrap_or(default_port),
+        port,
         tls,
         tls_min_version: raw.tls_min_version.unwrap_or(MinTls::V1_2),
         ca_file: raw.ca_file,
@@ -476,7 +505,82 @@ fn resolve_smarthost(where_: &str, raw: schema::RawSmarthost) -> Result<Smarthos
         username: raw.username,
         password_file: raw.password_file,
         password_command: raw.password_command,
+        fallback_hosts: raw
+            .fallback_hosts
+            .unwrap_or_default()
+            .iter()
+            .map(|h| {
+                parse_host_port(h, port).ok_or_else(|| Error::Invalid {
+                    path: where_.to_string(),
+                    key: "[smarthost] fallback_hosts",
+                    message: format!("{h:?} is not a host name or \"host:port\" (use \"[2001:db8::1]:587\" for IPv6)"),
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        allow_cleartext_auth: raw.allow_cleartext_auth.unwrap_or(false),
+        tls_server_name: raw.tls_server_name.filter(|n| !n.is_empty()),
+        client_cert,
+        client_key,
+        connect_timeout: positive(where_, "[smarthost] connect_timeout", raw.connect_timeout, 30)?,
+        command_timeout: positive(where_, "[smarthost] command_timeout", raw.command_timeout, 300)?,
+        connections: match raw.connections.unwrap_or(4) {
+            n @ 1..=32 => n,
+            n => {
+                return Err(Error::Invalid {
+                    path: where_.to_string(),
+                    key: "[smarthost] connections",
+                    message: format!("{n} is out of range; use 1 to 32 (default 4)"),
+                })
+            }
+        },
     })
+}
+
+/// A timeout: the configured value, or `default` seconds; zero is refused
+/// because it would mean "wait forever" to the socket layer.
+fn positive(
+    where_: &str,
+    key: &'static str,
+    value: Option<values::Span>,
+    default: u64,
+) -> Result<Duration, Error> {
+    match value.map(|s| s.0) {
+        None => Ok(Duration::from_secs(default)),
+        Some(d) if d.is_zero() => Err(Error::Invalid {
+            path: where_.to_string(),
+            key,
+            message: format!("must be more than 0 (default \"{default}s\")"),
+        }),
+        Some(d) => Ok(d),
+    }
+}
+
+/// "host", "host:port", "[v6]" or "[v6]:port"; `port` when none is given.
+pub fn parse_host_port(text: &str, port: u16) -> Option<(String, u16)> {
+    let text = text.trim();
+    let (host, port_text) = if let Some(v6) = text.strip_prefix('[') {
+        let (host, rest) = v6.split_once(']')?;
+        match rest {
+            "" => (host, None),
+            _ => (host, Some(rest.strip_prefix(':')?)),
+        }
+    } else if text.matches(':').count() > 1 {
+        // A bare IPv6 address has no port.
+        (text, None)
+    } else {
+        match text.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (text, None),
+        }
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return None;
+    }
+    let port = match port_text {
+        Some(p) => p.parse().ok().filter(|p| *p != 0)?,
+        None => port,
+    };
+    Some((host.to_string(), port))
 }
 
 /// "sha256:AB:CD:..." (or bare hex) -> 32 bytes.

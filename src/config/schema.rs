@@ -35,6 +35,14 @@ pub struct RawSmarthost {
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
     pub password_command: Option<String>,
+    pub fallback_hosts: Option<Vec<String>>,
+    pub tls_server_name: Option<String>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub connect_timeout: Option<Span>,
+    pub command_timeout: Option<Span>,
+    pub connections: Option<usize>,
+    pub allow_cleartext_auth: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

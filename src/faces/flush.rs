@@ -1,14 +1,18 @@
 //! `relaymail flush` (= `sendmail -q`), `flush --due` (the timer) and the
 //! delivery of one message after `sendmail -odb/-odi`: every selected
 //! message goes to the smarthost over one reused session (RSET between
-//! messages). Each message is locked while it is delivered, so concurrent
-//! flushes never send the same message twice.
+//! messages), and a backlog over a few parallel sessions
+//! (`[smarthost] connections`). Each message is locked while it is
+//! delivered, so sessions and concurrent flushes never send the same
+//! message twice.
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::log::{event, Event, Logger, Severity};
-use crate::relay::{ConnectionFailure, Outcome, RecipientResult, Session};
+use crate::relay::{ConnectionFailure, Outcome, RecipientResult, Relay, Secret, Session};
 use crate::spool::{self, Envelope, QueueId, Spool, Status};
 use crate::sysexits::{Failure, Sysexit};
 
@@ -52,6 +56,10 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// With a backlog, one more parallel session per this many messages, up
+/// to `[smarthost] connections`: a handful of messages share one session.
+const MESSAGES_PER_SESSION: usize = 10;
+
 pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Summary, Failure> {
     let spool = Spool::open(&config.spool_dir, config.mode)?;
     if let Ok(removed) = spool.clean_orphans(true) {
@@ -70,11 +78,8 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
         options.ids.clone()
     };
     ids.sort();
-    // Bounces queued during this run are delivered in it too.
-    let mut ids: std::collections::VecDeque<QueueId> = ids.into();
-    let mut summary = Summary::default();
     if ids.is_empty() {
-        return Ok(summary);
+        return Ok(Summary::default());
     }
     let Some(host) = &config.smarthost else {
         return Err(Failure::new(
@@ -82,30 +87,97 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
             "no [smarthost] is configured, so queued mail cannot be delivered; add one (see sendmail.example.toml)",
         ));
     };
-    let secret = crate::creds::load(config)?;
-    let mut session: Option<Session> = None;
-    // After a connection-level failure, the rest of this run is deferred
-    // with the same reason instead of hammering a dead relay.
-    let mut relay_down: Option<ConnectionFailure> = None;
-    while let Some(id) = ids.pop_front() {
-        let locked = match spool.lock(&id) {
+    let workers = (ids.len() / MESSAGES_PER_SESSION).clamp(1, host.connections);
+    let run = Run {
+        config,
+        options,
+        secret: crate::creds::load(config)?,
+        relay: Relay::new(host, config.mode),
+        spool,
+        queue: Mutex::new(ids.into()),
+        log: Mutex::new(log),
+        relay_down: Mutex::new(None),
+    };
+    let results: Vec<Result<Summary, Failure>> = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..workers).map(|_| scope.spawn(|| run.work())).collect();
+        let mut results = vec![run.work()];
+        results.extend(helpers.into_iter().map(|h| {
+            h.join().unwrap_or_else(|_| {
+                Err(Failure::new(
+                    Sysexit::Software,
+                    "a delivery thread failed; messages it held stay queued",
+                ))
+            })
+        }));
+        results
+    });
+    let mut total = Summary::default();
+    for result in results {
+        let part = result?;
+        total.sent += part.sent;
+        total.deferred += part.deferred;
+        total.bounced += part.bounced;
+        total.busy += part.busy;
+    }
+    Ok(total)
+}
+
+/// One flush: the messages still to try, shared by its sessions.
+struct Run<'a> {
+    config: &'a Config,
+    options: &'a Options,
+    spool: Spool,
+    relay: Relay,
+    secret: Option<Secret>,
+    queue: Mutex<VecDeque<QueueId>>,
+    log: Mutex<&'a mut Logger>,
+    /// After a connection-level failure the rest of the run is deferred
+    /// with the same reason instead of hammering a dead relay.
+    relay_down: Mutex<Option<ConnectionFailure>>,
+}
+
+impl Run<'_> {
+    /// One session's loop: take the next message until none is left.
+    fn work(&self) -> Result<Summary, Failure> {
+        let mut summary = Summary::default();
+        let mut session: Option<Session> = None;
+        loop {
+            // Its own statement: the queue's lock must be released before
+            // the attempt, which may queue a bounce.
+            let next = lock(&self.queue).pop_front();
+            let Some(id) = next else { break };
+            self.attempt(&id, &mut session, &mut summary)?;
+        }
+        if let Some(s) = session {
+            s.quit();
+        }
+        Ok(summary)
+    }
+
+    fn attempt(
+        &self,
+        id: &QueueId,
+        session: &mut Option<Session>,
+        summary: &mut Summary,
+    ) -> Result<(), Failure> {
+        let locked = match self.spool.lock(id) {
             Ok(l) => l,
             Err(spool::Error::Busy(_)) => {
                 summary.busy += 1;
-                continue;
+                return Ok(());
             }
-            Err(spool::Error::NotFound(_)) => continue,
+            Err(spool::Error::NotFound(_)) => return Ok(()),
             Err(e) => {
-                log.log(
+                self.log(
                     Severity::Warning,
-                    &Event::new(event::REJECTED).id(&id).field("reason", &e),
+                    &Event::new(event::REJECTED).id(id).field("reason", &e),
                 );
-                continue;
+                return Ok(());
             }
         };
         let mut env = locked.envelope()?;
-        if env.held || (options.due_only && env.next_attempt.is_some_and(|t| t > now())) {
-            continue;
+        if env.held || (self.options.due_only && env.next_attempt.is_some_and(|t| t > now())) {
+            return Ok(());
         }
         let pending: Vec<usize> = env
             .recipients
@@ -116,20 +188,20 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
             .collect();
         if pending.is_empty() {
             locked.remove()?;
-            continue;
+            return Ok(());
         }
-        // Past [queue] max_lifetime: every pending recipient fails now.
+        let max_lifetime = self.config.queue.max_lifetime.as_secs();
         let age = now() - env.created;
-        if age >= i64::try_from(config.queue.max_lifetime.as_secs()).unwrap_or(i64::MAX) {
+        if age >= i64::try_from(max_lifetime).unwrap_or(i64::MAX) {
+            // Past [queue] max_lifetime: every pending recipient fails now.
             let reason = format!(
-                "expired: not delivered within {}s ([queue] max_lifetime); last error: {}",
-                config.queue.max_lifetime.as_secs(),
+                "expired: not delivered within {max_lifetime}s ([queue] max_lifetime); last error: {}",
                 env.last_error.as_deref().unwrap_or("none")
             );
-            log.log(
+            self.log(
                 Severity::Warning,
                 &Event::new(event::EXPIRED)
-                    .id(&id)
+                    .id(id)
                     .field("age", format!("{age}s"))
                     .field("reason", &reason),
             );
@@ -140,19 +212,14 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
                     reply: format!("554 5.4.7 {reason}"),
                 })
                 .collect();
-            let bounce = conclude(
-                config,
-                &spool,
+            return self.conclude(
                 locked,
                 &mut env,
                 &pending,
                 &results,
                 ("none", "none"),
-                log,
-                &mut summary,
-            )?;
-            ids.extend(bounce);
-            continue;
+                summary,
+            );
         }
         let addresses: Vec<String> = pending
             .iter()
@@ -160,99 +227,142 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
             .map(|r| r.address.clone())
             .collect();
         if session.as_ref().is_some_and(|s| !s.is_usable()) {
-            session = None;
+            *session = None;
         }
-        if session.is_none() && relay_down.is_none() {
-            match Session::open(host, &config.hostname, secret.as_ref()) {
-                Ok(s) => session = Some(s),
-                Err(failure) => relay_down = Some(failure),
+        let down = lock(&self.relay_down).clone();
+        if session.is_none() && down.is_none() {
+            match self.relay.open(&self.config.hostname, self.secret.as_ref()) {
+                Ok(s) => *session = Some(s),
+                Err(failure) => *lock(&self.relay_down) = Some(failure),
             }
         }
-        let (results, relay, tls) = match (&mut session, &relay_down) {
-            (Some(s), _) => {
+        let (results, relay, tls) = match session.as_mut() {
+            Some(s) => {
                 let mut file = std::fs::File::open(locked.message_path()).map_err(|e| {
                     Failure::new(
                         Sysexit::IoErr,
                         format!("cannot read queued message {id}: {e}"),
                     )
                 })?;
-                let relay = s.relay.clone();
-                let tls = s.tls;
+                let (relay, tls) = (s.relay.clone(), s.tls.clone());
                 match s.send(&env.sender, &addresses, env.size, env.eight_bit, &mut file) {
                     Ok(results) => (results, relay, tls),
                     Err(failure) => {
-                        session = None;
+                        *session = None;
                         (every(&addresses, &failure), relay, tls)
                     }
                 }
             }
-            (None, Some(failure)) => (
-                every(&addresses, failure),
-                failure.relay.clone(),
-                failure.tls,
-            ),
-            (None, None) => continue,
+            None => match lock(&self.relay_down).clone() {
+                Some(failure) => (
+                    every(&addresses, &failure),
+                    failure.relay.clone(),
+                    failure.tls.clone(),
+                ),
+                // Another session found the relay down after this one
+                // had checked: nothing was tried, so nothing is recorded.
+                None => return Ok(()),
+            },
         };
         // The relay has answered: store that before anything else (a log
         // line, the RSET round trip), so that a kill from here on finds
         // the new state and never sends these recipients again.
-        let bounce = conclude(
-            config,
-            &spool,
+        self.conclude(
             locked,
             &mut env,
             &pending,
             &results,
-            (&relay, tls),
-            log,
-            &mut summary,
+            (&relay, &tls),
+            summary,
         )?;
-        ids.extend(bounce);
         if let Some(s) = session.as_mut() {
             s.reset();
         }
+        Ok(())
     }
-    if let Some(s) = session {
-        s.quit();
+
+    /// Ends one attempt on a message: records each recipient's result,
+    /// queues a DSN for those that bounced (delivered later in this run),
+    /// stores the new state (or removes the message when nobody is left),
+    /// and only then writes the log lines.
+    fn conclude(
+        &self,
+        locked: spool::Locked<'_>,
+        env: &mut Envelope,
+        pending: &[usize],
+        results: &[RecipientResult],
+        (relay, tls): (&str, &str),
+        summary: &mut Summary,
+    ) -> Result<(), Failure> {
+        let (bounced, events) = record(env, pending, results, relay, tls, summary);
+        let bounce = self.send_bounce(env, &locked.message_path(), &bounced, relay);
+        if env.pending().next().is_none() {
+            locked.remove()?;
+        } else {
+            locked.update(env)?;
+        }
+        events
+            .iter()
+            .for_each(|(severity, e)| self.log(*severity, e));
+        if let Some(id) = bounce {
+            lock(&self.queue).push_back(id);
+        }
+        Ok(())
     }
-    Ok(summary)
+
+    /// Queues a DSN for the recipients that failed in this attempt (none
+    /// for a bounce, or when there is nobody to tell). Returns its ID.
+    fn send_bounce(
+        &self,
+        env: &Envelope,
+        message: &std::path::Path,
+        bounced: &[usize],
+        relay: &str,
+    ) -> Option<QueueId> {
+        if bounced.is_empty() {
+            return None;
+        }
+        let to = crate::bounce::recipient(self.config, env)?;
+        let failed: Vec<crate::bounce::Failed> = bounced
+            .iter()
+            .filter_map(|i| env.recipients.get(*i))
+            .map(|r| crate::bounce::Failed {
+                address: r.address.clone(),
+                original: r.original.clone(),
+                reply: r.reply.clone().unwrap_or_default(),
+            })
+            .collect();
+        match crate::bounce::queue(self.config, &self.spool, env, message, &failed, relay, &to) {
+            Ok(id) => {
+                self.log(
+                    Severity::Info,
+                    &Event::new(event::BOUNCE)
+                        .id(&env.id)
+                        .field("dsn_id", &id)
+                        .addr("to", &to)
+                        .field("failed", failed.len()),
+                );
+                Some(id)
+            }
+            Err(e) => {
+                self.log(
+                    Severity::Error,
+                    &Event::new(event::BOUNCE).id(&env.id).field("error", e),
+                );
+                None
+            }
+        }
+    }
+
+    fn log(&self, severity: Severity, event: &Event) {
+        lock(&self.log).log(severity, event);
+    }
 }
 
-/// Ends one attempt on a message: records each recipient's result, queues
-/// a DSN for those that bounced, stores the new state (or removes the
-/// message when nobody is left), and only then writes the log lines.
-/// Returns the DSN's queue ID, to be delivered in the same run.
-#[allow(clippy::too_many_arguments)]
-fn conclude(
-    config: &Config,
-    spool: &Spool,
-    locked: spool::Locked<'_>,
-    env: &mut Envelope,
-    pending: &[usize],
-    results: &[RecipientResult],
-    (relay, tls): (&str, &str),
-    log: &mut Logger,
-    summary: &mut Summary,
-) -> Result<Option<QueueId>, Failure> {
-    let (bounced, events) = record(env, pending, results, relay, tls, summary);
-    let bounce = send_bounce(
-        config,
-        spool,
-        env,
-        &locked.message_path(),
-        &bounced,
-        relay,
-        log,
-    );
-    if env.pending().next().is_none() {
-        locked.remove()?;
-    } else {
-        locked.update(env)?;
-    }
-    events
-        .iter()
-        .for_each(|(severity, e)| log.log(*severity, e));
-    Ok(bounce)
+/// A poisoned lock only means another session panicked; its data (a
+/// queue of IDs, a logger) is still sound.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn every(addresses: &[String], failure: &ConnectionFailure) -> Vec<RecipientResult> {
@@ -263,51 +373,6 @@ fn every(addresses: &[String], failure: &ConnectionFailure) -> Vec<RecipientResu
             reply: format!("{} ({} failed)", failure.reply, failure.stage),
         })
         .collect()
-}
-
-/// Queues a DSN for the recipients that failed in this attempt (none for
-/// a bounce, or when there is nobody to tell). Returns its queue ID.
-fn send_bounce(
-    config: &Config,
-    spool: &Spool,
-    env: &Envelope,
-    message: &std::path::Path,
-    bounced: &[usize],
-    relay: &str,
-    log: &mut Logger,
-) -> Option<QueueId> {
-    if bounced.is_empty() {
-        return None;
-    }
-    let to = crate::bounce::recipient(config, env)?;
-    let failed: Vec<crate::bounce::Failed> = bounced
-        .iter()
-        .filter_map(|i| env.recipients.get(*i))
-        .map(|r| crate::bounce::Failed {
-            address: r.address.clone(),
-            original: r.original.clone(),
-            reply: r.reply.clone().unwrap_or_default(),
-        })
-        .collect();
-    match crate::bounce::queue(config, spool, env, message, &failed, relay, &to) {
-        Ok(id) => {
-            log.info(
-                &Event::new(event::BOUNCE)
-                    .id(&env.id)
-                    .field("dsn_id", &id)
-                    .addr("to", &to)
-                    .field("failed", failed.len()),
-            );
-            Some(id)
-        }
-        Err(e) => {
-            log.log(
-                Severity::Error,
-                &Event::new(event::BOUNCE).id(&env.id).field("error", e),
-            );
-            None
-        }
-    }
 }
 
 /// Writes each recipient's outcome into the state. Returns the indices of

@@ -9,18 +9,19 @@
 //! never a fallback to cleartext.
 
 use std::io::{self, Read};
-use std::net::ToSocketAddrs;
-use std::time::Duration;
+use std::net::{SocketAddr, ToSocketAddrs};
 
 use lettre::address::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
-    Certificate, CertificateStore, SmtpConnection, TlsParameters, TlsVersion,
+    Certificate, CertificateStore, Identity, SmtpConnection, TlsParameters, TlsVersion,
 };
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
-use crate::config::{AuthMethod, MinTls, Smarthost, TlsMode};
+use rustls::pki_types::{pem::PemObject, CertificateDer};
+
+use crate::config::{AuthMethod, MinTls, Mode, Smarthost, TlsMode};
 
 /// What happened to one recipient in one attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,8 +45,8 @@ pub struct ConnectionFailure {
     pub outcome: Outcome,
     /// `host[ip]:port` when the address was known.
     pub relay: String,
-    /// Whether the connection was encrypted when it failed.
-    pub tls: &'static str,
+    /// The TLS in use when it failed (`none` before the handshake).
+    pub tls: String,
     /// Where it failed: connect, tls, auth, mail, data.
     pub stage: &'static str,
     pub reply: String,
@@ -66,79 +67,191 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+mod tls_info;
+
+/// The smarthost and its fallbacks, each with its TLS settings built
+/// once per run and shared by every session a flush opens.
+pub struct Relay {
+    host: Smarthost,
+    targets: Vec<Target>,
+}
+
+struct Target {
+    name: String,
+    port: u16,
+    /// A setup error (unreadable CA file, client key) defers like a
+    /// failed handshake: the message waits until the admin fixes it.
+    tls: Result<TlsParameters, String>,
+}
+
 /// An open, greeted (and, as configured, encrypted and authenticated)
 /// session with the smarthost, reused for many messages.
 pub struct Session {
     conn: SmtpConnection,
     /// `host[ip]:port`, for log lines.
     pub relay: String,
-    /// `TLS` or `none`, for log lines.
-    pub tls: &'static str,
+    /// `TLSv1.3/TLS_AES_256_GCM_SHA384`, `TLS` when unknown, or `none`.
+    pub tls: String,
 }
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+impl Relay {
+    pub fn new(host: &Smarthost, mode: Mode) -> Relay {
+        tls_info::install();
+        let targets = std::iter::once((host.host.clone(), host.port))
+            .chain(host.fallback_hosts.iter().cloned())
+            .map(|(name, port)| Target {
+                tls: tls_parameters(host, &name, mode),
+                name,
+                port,
+            })
+            .collect();
+        Relay {
+            host: host.clone(),
+            targets,
+        }
+    }
 
-impl Session {
-    pub fn open(
-        host: &Smarthost,
+    /// A session with the first relay that works, in configured order.
+    /// When all fail, the failure names each one's reason.
+    pub fn open(&self, hello: &str, secret: Option<&Secret>) -> Result<Session, ConnectionFailure> {
+        let mut failures: Vec<ConnectionFailure> = Vec::new();
+        for target in &self.targets {
+            match self.open_target(target, hello, secret) {
+                Ok(session) => return Ok(session),
+                Err(failure) => failures.push(failure),
+            }
+        }
+        let mut last = failures.pop().unwrap_or_else(|| ConnectionFailure {
+            outcome: Outcome::Deferred,
+            relay: self.host.host.clone(),
+            tls: "none".into(),
+            stage: "connect",
+            reply: "no relay configured".into(),
+        });
+        if !failures.is_empty() {
+            let earlier: Vec<String> = failures
+                .iter()
+                .map(|f| format!("{}: {} ({} failed)", f.relay, f.reply, f.stage))
+                .collect();
+            last.reply = format!(
+                "{}; then {}: {}",
+                earlier.join("; "),
+                last.relay,
+                last.reply
+            );
+        }
+        Err(last)
+    }
+
+    fn open_target(
+        &self,
+        target: &Target,
         hello: &str,
         secret: Option<&Secret>,
     ) -> Result<Session, ConnectionFailure> {
-        let unresolved = format!("{}:{}", host.host, host.port);
+        let host = &self.host;
+        let unresolved = format!("{}:{}", target.name, target.port);
         let early = |stage, reply: String| ConnectionFailure {
             outcome: Outcome::Deferred,
             relay: unresolved.clone(),
-            tls: "none",
+            tls: "none".into(),
             stage,
             reply,
         };
-        let addr = (host.host.as_str(), host.port)
+        // A TLS setup error matters only when TLS is used.
+        let params = match (&target.tls, host.tls) {
+            (_, TlsMode::None) => None,
+            (Ok(params), _) => Some(params),
+            (Err(e), _) => return Err(early("tls", e.clone())),
+        };
+        let addrs: Vec<SocketAddr> = (target.name.as_str(), target.port)
             .to_socket_addrs()
-            .map_err(|e| early("connect", format!("cannot resolve {}: {e}", host.host)))?
-            .next()
-            .ok_or_else(|| early("connect", format!("{} has no address", host.host)))?;
-        let relay = format!("{}[{}]:{}", host.host, addr.ip(), host.port);
-        let defer = |stage, reply: String| ConnectionFailure {
+            .map_err(|e| early("connect", format!("cannot resolve {}: {e}", target.name)))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(early("connect", format!("{} has no address", target.name)));
+        }
+        let hello = ClientId::Domain(hello.to_string());
+        let wrapped = params.filter(|_| host.tls == TlsMode::Implicit);
+        // Every address of the name in turn (A and AAAA), for connect
+        // failures only: a relay that answered and then failed is final.
+        let mut refused = Vec::new();
+        let (mut conn, relay) = 'connected: {
+            for addr in &addrs {
+                let relay = format!("{}[{}]:{}", target.name, addr.ip(), target.port);
+                tls_info::clear();
+                match SmtpConnection::connect(
+                    *addr,
+                    Some(host.connect_timeout),
+                    &hello,
+                    wrapped,
+                    None,
+                ) {
+                    Ok(conn) => break 'connected (conn, relay),
+                    Err(e) => {
+                        // With implicit TLS the handshake is part of connecting.
+                        let text = reply_text(&e);
+                        let tls = e.is_tls()
+                            || (host.tls == TlsMode::Implicit && text.contains("certificate"));
+                        if tls || e.is_response() || e.is_permanent() || e.is_transient() {
+                            return Err(ConnectionFailure {
+                                outcome: Outcome::Deferred,
+                                relay,
+                                tls: "none".into(),
+                                stage: if tls { "tls" } else { "connect" },
+                                reply: text,
+                            });
+                        }
+                        refused.push(format!("{}: {text}", addr.ip()));
+                    }
+                }
+            }
+            return Err(ConnectionFailure {
+                outcome: Outcome::Deferred,
+                relay: format!("{}:{}", target.name, target.port),
+                tls: "none".into(),
+                stage: "connect",
+                reply: refused.join("; "),
+            });
+        };
+        let defer = |stage, tls: &str, reply: String| ConnectionFailure {
             outcome: Outcome::Deferred,
             relay: relay.clone(),
-            tls: "none",
+            tls: tls.to_string(),
             stage,
             reply,
         };
-        let hello = ClientId::Domain(hello.to_string());
-        let params = tls_parameters(host).map_err(|e| defer("tls", e))?;
-        let wrapped = (host.tls == TlsMode::Implicit).then_some(&params);
-        let mut conn = SmtpConnection::connect(
-            (host.host.as_str(), host.port),
-            Some(CONNECT_TIMEOUT),
-            &hello,
-            wrapped,
-            None,
-        )
-        .map_err(|e| {
-            // With implicit TLS the handshake is part of connecting.
-            let text = reply_text(&e);
-            let tls = e.is_tls() || (host.tls == TlsMode::Implicit && text.contains("certificate"));
-            defer(if tls { "tls" } else { "connect" }, text)
-        })?;
+        conn.set_timeout(Some(host.command_timeout))
+            .map_err(|e| defer("connect", "none", e.to_string()))?;
         match host.tls {
             TlsMode::Starttls if !conn.can_starttls() => {
                 conn.abort();
                 return Err(defer(
                     "tls",
+                    "none",
                     "TLS is required (tls = \"starttls\") but the relay does not offer STARTTLS; nothing was sent in cleartext".into(),
                 ));
             }
             TlsMode::Starttls => conn
-                .starttls(&params, &hello)
-                .map_err(|e| defer("tls", reply_text(&e)))?,
+                .starttls(
+                    params.ok_or_else(|| defer("tls", "none", "no TLS setup".into()))?,
+                    &hello,
+                )
+                .map_err(|e| defer("tls", "none", reply_text(&e)))?,
             // Dangerous by name: cleartext when STARTTLS is not offered.
             TlsMode::Opportunistic if conn.can_starttls() => conn
-                .starttls(&params, &hello)
-                .map_err(|e| defer("tls", reply_text(&e)))?,
+                .starttls(
+                    params.ok_or_else(|| defer("tls", "none", "no TLS setup".into()))?,
+                    &hello,
+                )
+                .map_err(|e| defer("tls", "none", reply_text(&e)))?,
             _ => {}
         }
-        let encrypted = conn.is_encrypted();
+        let tls = if conn.is_encrypted() {
+            tls_info::take().unwrap_or_else(|| "TLS".into())
+        } else {
+            "none".into()
+        };
         // Pinning: checked right after the handshake, before AUTH or mail.
         if let Some(pin) = &host.fingerprint {
             let seen = conn
@@ -152,16 +265,20 @@ impl Session {
                     .unwrap_or_else(|| "none (no TLS)".into());
                 return Err(defer(
                     "tls",
+                    &tls,
                     format!("certificate fingerprint mismatch: the relay presented sha256:{shown}, the configuration pins sha256:{}; nothing was sent", hex_colons(pin)),
                 ));
             }
         }
-        if let (Some(user), Some(secret)) = (&host.username, secret) {
-            if !encrypted {
+        if let (Some(user), Some(secret), true) =
+            (&host.username, secret, host.auth != AuthMethod::None)
+        {
+            if !conn.is_encrypted() && !host.allow_cleartext_auth {
                 conn.abort();
                 return Err(defer(
                     "auth",
-                    "refusing to send the password over a cleartext connection; use tls = \"starttls\" or \"implicit\"".into(),
+                    &tls,
+                    "refusing to send the password over a cleartext connection; use tls = \"starttls\" or \"implicit\" (or, on a closed network only, allow_cleartext_auth = true)".into(),
                 ));
             }
             let mechanisms: &[Mechanism] = match host.auth {
@@ -170,23 +287,52 @@ impl Session {
                 AuthMethod::Xoauth2 => &[Mechanism::Xoauth2],
                 AuthMethod::Auto | AuthMethod::None => &[Mechanism::Plain, Mechanism::Login],
             };
-            if host.auth != AuthMethod::None {
-                let credentials = Credentials::new(user.clone(), secret.0.clone());
-                // AUTH happens only over TLS (checked above).
-                conn.auth(mechanisms, &credentials)
-                    .map_err(|e| ConnectionFailure {
-                        tls: "TLS",
-                        ..defer("auth", format!("authentication failed: {}", reply_text(&e)))
-                    })?;
-            }
+            let credentials = Credentials::new(user.clone(), secret.0.clone());
+            conn.auth(mechanisms, &credentials).map_err(|e| {
+                let offered = conn.server_info().supports_auth_mechanism(
+                    mechanisms.first().copied().unwrap_or(Mechanism::Plain),
+                );
+                let reply = reply_text(&e);
+                let reply = if e.is_client() && !offered {
+                    let want = match host.auth {
+                        AuthMethod::Plain => "PLAIN",
+                        AuthMethod::Login => "LOGIN",
+                        AuthMethod::Xoauth2 => "XOAUTH2",
+                        AuthMethod::Auto | AuthMethod::None => "PLAIN or LOGIN",
+                    };
+                    format!(
+                        "the relay offers no {want} authentication: {}",
+                        advertised_auth(&conn)
+                    )
+                } else {
+                    reply
+                };
+                defer("auth", &tls, format!("authentication failed: {reply}"))
+            })?;
         }
-        Ok(Session {
-            conn,
-            relay,
-            tls: if encrypted { "TLS" } else { "none" },
-        })
+        Ok(Session { conn, relay, tls })
     }
+}
 
+/// "it offers AUTH LOGIN CRAM-MD5" or "it offers no AUTH" for error text.
+fn advertised_auth(conn: &SmtpConnection) -> String {
+    let offered: Vec<&str> = [
+        (Mechanism::Plain, "PLAIN"),
+        (Mechanism::Login, "LOGIN"),
+        (Mechanism::Xoauth2, "XOAUTH2"),
+    ]
+    .into_iter()
+    .filter(|(m, _)| conn.server_info().supports_auth_mechanism(*m))
+    .map(|(_, name)| name)
+    .collect();
+    if offered.is_empty() {
+        "it offers none that relaymail supports (or no AUTH at all before TLS)".into()
+    } else {
+        format!("it offers {}", offered.join(" "))
+    }
+}
+
+impl Session {
     pub fn is_usable(&self) -> bool {
         !self.conn.has_broken()
     }
@@ -237,7 +383,7 @@ impl Session {
             Some(sender.parse::<Address>().map_err(|e| ConnectionFailure {
                 outcome: Outcome::Bounced,
                 relay: self.relay.clone(),
-                tls: self.tls,
+                tls: self.tls.clone(),
                 stage: "mail",
                 reply: format!("invalid sender <{sender}>: {e}"),
             })?)
@@ -304,7 +450,7 @@ impl Session {
             return Err(ConnectionFailure {
                 outcome: Outcome::Deferred,
                 relay: self.relay.clone(),
-                tls: self.tls,
+                tls: self.tls.clone(),
                 stage: "data",
                 reply: format!("reading the queued message failed: {e}"),
             });
@@ -353,7 +499,7 @@ impl Session {
         ConnectionFailure {
             outcome: Outcome::Deferred,
             relay: self.relay.clone(),
-            tls: self.tls,
+            tls: self.tls.clone(),
             stage,
             reply: reply_text(e),
         }
@@ -380,9 +526,13 @@ pub fn reply_text(e: &lettre::transport::smtp::Error) -> String {
     }
 }
 
-fn tls_parameters(host: &Smarthost) -> Result<TlsParameters, String> {
+fn tls_parameters(host: &Smarthost, name: &str, mode: Mode) -> Result<TlsParameters, String> {
+    let verify_name = host
+        .tls_server_name
+        .clone()
+        .unwrap_or_else(|| name.to_string());
     let mut builder =
-        TlsParameters::builder(host.host.clone()).set_min_tls_version(match host.tls_min_version {
+        TlsParameters::builder(verify_name).set_min_tls_version(match host.tls_min_version {
             MinTls::V1_2 => TlsVersion::Tlsv12,
             MinTls::V1_3 => TlsVersion::Tlsv13,
         });
@@ -401,6 +551,28 @@ fn tls_parameters(host: &Smarthost) -> Result<TlsParameters, String> {
         builder = builder
             .certificate_store(CertificateStore::None)
             .add_root_certificate(cert);
+    }
+    if let (Some(cert), Some(key)) = (&host.client_cert, &host.client_key) {
+        let read = |path: &std::path::Path, what: &str| {
+            std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
+        };
+        crate::creds::check_private(key, "client_key", mode).map_err(|e| e.message)?;
+        // lettre's rustls `Identity::from_pem` takes the certificate as
+        // DER despite its name (the key as PEM), so decode the first
+        // certificate here.
+        let cert_der = CertificateDer::pem_slice_iter(&read(cert, "client_cert")?)
+            .next()
+            .ok_or_else(|| format!("client_cert {}: no PEM certificate in it", cert.display()))?
+            .map_err(|e| format!("client_cert {}: {e}", cert.display()))?;
+        let identity =
+            Identity::from_pem(cert_der.as_ref(), &read(key, "client_key")?).map_err(|e| {
+                format!(
+                "client_cert {} / client_key {}: {e} (both must be PEM; the key PKCS#8, RSA or EC)",
+                cert.display(),
+                key.display()
+            )
+            })?;
+        builder = builder.identify_with(identity);
     }
     builder
         .build_rustls()

@@ -247,7 +247,7 @@ impl Session<'_> {
             lines.push("STARTTLS".to_string());
         }
         if self.shared.settings.auth != SinkAuth::None {
-            lines.push("AUTH PLAIN LOGIN".to_string());
+            lines.push("AUTH PLAIN LOGIN XOAUTH2".to_string());
             lines.push("AUTH=PLAIN LOGIN".to_string());
         }
         lines.push("HELP".to_string());
@@ -539,9 +539,27 @@ impl Session<'_> {
                 };
                 base64::decode(&user).zip(base64::decode(&pass))
             }
+            // "user=U^Aauth=Bearer TOKEN^A^A" (Google's and Microsoft's
+            // SASL XOAUTH2); in `users` mode the token is the password.
+            "XOAUTH2" => {
+                let Some(text) = self.response(conn, initial, "334 ")? else {
+                    return Ok(());
+                };
+                let decoded = base64::decode(&text).unwrap_or_default();
+                let mut user = None;
+                let mut token = None;
+                for part in decoded.split(|b| *b == 1) {
+                    if let Some(u) = part.strip_prefix(b"user=") {
+                        user = Some(u.to_vec());
+                    } else if let Some(t) = part.strip_prefix(b"auth=Bearer ") {
+                        token = Some(t.to_vec());
+                    }
+                }
+                user.zip(token)
+            }
             _ => {
                 conn.reply(
-                    "504 5.5.4 Error: unsupported authentication mechanism; use PLAIN or LOGIN",
+                    "504 5.5.4 Error: unsupported authentication mechanism; use PLAIN, LOGIN or XOAUTH2",
                 );
                 return self.error();
             }

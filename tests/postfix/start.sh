@@ -4,6 +4,8 @@
 #   SUBMIT  STARTTLS required, AUTH (Dovecot SASL: user/password below)
 #   SMTPS   implicit TLS, same AUTH
 #   PLAIN   no STARTTLS offered at all (SMTPS port + 1)
+# Both TLS ports ask for (and log) a client certificate; tls/client.pem
+# and tls/client.key are one the CA signed.
 # Accepted mail is relayed to RELAYHOST (host:port; the tests point it at
 # relaymail's sink, to see exactly what arrived). Recipients:
 #   reject550@example.net -> 550 5.1.1, temp450@example.net -> 450 4.2.1
@@ -26,6 +28,14 @@ openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -addext "subjectAltNam
 printf 'subjectAltName=DNS:localhost\n' > "$dir/tls/ext"
 openssl x509 -req -in "$dir/tls/server.csr" -CA "$dir/tls/ca.pem" -CAkey "$dir/tls/ca.key" \
     -CAcreateserial -days 2 -extfile "$dir/tls/ext" -out "$dir/tls/server.pem" 2>/dev/null
+
+# A client certificate from the same CA, for the client-certificate case.
+openssl req -newkey rsa:2048 -nodes -subj "/CN=relaymail interop client" \
+    -keyout "$dir/tls/client.key" -out "$dir/tls/client.csr" 2>/dev/null
+printf 'extendedKeyUsage=clientAuth\n' > "$dir/tls/client-ext"
+openssl x509 -req -in "$dir/tls/client.csr" -CA "$dir/tls/ca.pem" -CAkey "$dir/tls/ca.key" \
+    -CAcreateserial -days 2 -extfile "$dir/tls/client-ext" -out "$dir/tls/client.pem" 2>/dev/null
+chmod 600 "$dir/tls/client.key"
 
 # SASL: a private Dovecot whose auth service Postfix asks (PLAIN, LOGIN),
 # with one user in a passwd-file.
@@ -92,6 +102,11 @@ smtpd_tls_cert_file = $dir/tls/server.pem
 smtpd_tls_key_file = $dir/tls/server.key
 smtpd_tls_security_level = encrypt
 smtpd_tls_auth_only = yes
+# Ask (never require) for a client certificate; the log says "Trusted TLS
+# connection" when one from the CA above is presented.
+smtpd_tls_ask_ccert = yes
+smtpd_tls_CAfile = $dir/tls/ca.pem
+smtpd_tls_loglevel = 1
 smtpd_tls_protocols = $protocols
 smtpd_tls_mandatory_protocols = $protocols
 smtpd_recipient_restrictions = check_recipient_access texthash:$dir/access, permit_sasl_authenticated, reject
