@@ -78,10 +78,22 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
                 Operation::ListQueue => faces::queue::list(&config, &mut out),
                 Operation::CheckAliases => faces::aliases::check(&config, &mut out),
                 Operation::VerifyRecipients => faces::aliases::verify(&config, &inv.recipients, inv.no_aliases, &mut out),
-                Operation::SmtpDialogue => Err(Failure::new(
-                    Sysexit::Usage,
-                    "-bs (SMTP dialogue on stdin) is not supported yet; pipe the message to sendmail instead",
-                )),
+                Operation::SmtpDialogue => {
+                    let mut log = open_log(face, &config, inv.verbose);
+                    let stdin = io::stdin();
+                    faces::smtp_stdin::run(
+                        &inv,
+                        &config,
+                        &mut log,
+                        &mut stdin.lock(),
+                        &mut io::stdout().lock(),
+                        |id, log| {
+                            // The 250 is already sent: a delivery problem
+                            // is the queue's business, not the dialogue's.
+                            let _ = deliver_after_submit(face, &inv, &config, id, log);
+                        },
+                    )
+                }
                 Operation::Flush(arg) if arg.is_empty() => {
                     let mut log = open_log(face, &config, inv.verbose);
                     flush_and_report(face, &config, &faces::flush::Options::default(), &mut log)

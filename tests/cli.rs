@@ -261,15 +261,14 @@ fn unknown_flags_warn_once_each_and_still_queue() {
 
 #[test]
 fn modes_that_are_not_available_yet_say_so() {
-    for (args, word) in [
-        (&["-bs"][..], "not supported yet"),
-        (&["-q30m"][..], "intervals and selectors are not supported"),
-    ] {
-        let env = Env::new();
-        let out = env.sendmail(args, "");
-        assert_exit(&out, 64, &env, args[0]);
-        assert!(stderr(&out).contains(word), "{}", stderr(&out));
-    }
+    let env = Env::new();
+    let out = env.sendmail(&["-q30m"], "");
+    assert_exit(&out, 64, &env, "-q30m");
+    assert!(
+        stderr(&out).contains("intervals and selectors are not supported"),
+        "{}",
+        stderr(&out)
+    );
     let env = Env::new();
     let out = env.sendmail(&["-bd"], "");
     assert_exit(&out, 64, &env, "-bd");

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod flush;
 pub mod queue;
 pub mod sink;
+pub mod smtp_stdin;
 pub mod submit;
 
 /// The log event for a leftover of an interrupted submission that a face
