@@ -839,3 +839,109 @@ fn a_mechanism_the_relay_does_not_offer_is_named() {
         "{line}"
     );
 }
+
+/// A scripted relay on loopback: for each step, reads one command line
+/// that must start with the given prefix ("" for the greeting, which
+/// reads nothing) and writes the reply bytes. Returns the port and a
+/// handle yielding every line it read.
+fn scripted_relay(
+    steps: Vec<(&'static str, &'static str)>,
+) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let mut seen = Vec::new();
+        for (prefix, reply) in steps {
+            if !prefix.is_empty() {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                assert!(line.starts_with(prefix), "wanted {prefix}, got {line:?}");
+                seen.push(line.trim_end().to_string());
+            }
+            writer.write_all(reply.as_bytes()).unwrap();
+        }
+        // Whatever else the client sends before it hangs up.
+        let mut rest = String::new();
+        while reader.read_line(&mut rest).unwrap_or(0) > 0 {}
+        seen.extend(rest.lines().map(str::to_string));
+        seen
+    });
+    (port, handle)
+}
+
+#[test]
+fn data_injected_after_the_starttls_reply_is_refused() {
+    let (port, server) = scripted_relay(vec![
+        ("", "220 relay.example ESMTP\r\n"),
+        ("EHLO", "250-relay.example\r\n250 STARTTLS\r\n"),
+        // The 220 and a forged reply in one segment: a man in the middle
+        // trying to have it read as if it came over TLS.
+        ("STARTTLS", "220 2.0.0 go ahead\r\n250 injected\r\n"),
+    ]);
+    let env = Env::new();
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str(&format!(
+        "\n[smarthost]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"starttls\"\n"
+    ));
+    std::fs::write(&env.config, config).unwrap();
+    let out = env.sendmail(&["-odi", "x@example.net"], "Subject: s\n\nsecret\n");
+    assert_exit(&out, 75, &env, "STARTTLS injection");
+    let seen = server.join().unwrap();
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.starts_with("MAIL") || l.contains("secret")),
+        "nothing after STARTTLS: {seen:?}"
+    );
+    assert!(
+        env.log_lines()
+            .iter()
+            .any(|l| l.contains("status=deferred") && l.contains("after its STARTTLS reply")),
+        "{:?}",
+        env.log_lines()
+    );
+}
+
+#[test]
+fn an_old_relay_without_ehlo_gets_helo_and_plain_smtp() {
+    let (port, server) = scripted_relay(vec![
+        ("", "220 old.example SMTP\r\n"),
+        ("EHLO", "502 5.5.1 command not implemented\r\n"),
+        ("HELO", "250 old.example\r\n"),
+        ("MAIL FROM:<root@host.test.example>", "250 ok\r\n"),
+        ("RCPT TO:<x@example.net>", "250 ok\r\n"),
+        ("DATA", "354 go\r\n"),
+        ("Received:", ""),
+    ]);
+    let env = Env::new();
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str(&format!(
+        "\n[smarthost]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ncommand_timeout = \"3s\"\n"
+    ));
+    std::fs::write(&env.config, config).unwrap();
+    // The scripted relay never answers the final ".": the message stays
+    // queued (deferred), and what the relay saw shows the dialogue.
+    let out = env.sendmail(&["-odi", "x@example.net"], "Subject: s\n\n.dot\n");
+    assert_exit(&out, 75, &env, "no reply to the final dot");
+    let seen = server.join().unwrap();
+    let mail = seen.iter().position(|l| l.starts_with("MAIL")).unwrap();
+    assert!(
+        !seen[mail].contains("SIZE=") && !seen[mail].contains("BODY="),
+        "no ESMTP parameters after HELO: {seen:?}"
+    );
+    assert!(seen.iter().any(|l| l == "..dot"), "dot-stuffed: {seen:?}");
+    assert!(
+        seen.iter().any(|l| l == "."),
+        "ended with a dot line: {seen:?}"
+    );
+    assert_eq!(env.queued().len(), 1);
+}

@@ -1,27 +1,22 @@
-//! Delivery to the configured smarthost over SMTP (lettre's
-//! `SmtpConnection`, driven command by command so that every recipient
-//! gets its own result). Only the configured smarthost is ever contacted:
-//! no MX lookups, no probes.
+//! Delivery to the configured smarthost (and its fallbacks) over SMTP,
+//! command by command so that every recipient gets its own result. Only
+//! the configured relays are ever contacted: no MX lookups, no probes.
 //!
 //! This module never touches spool files: it gets an envelope and a
 //! reader for the message and returns an outcome per recipient.
 //! Required TLS that is missing or fails verification is a deferral,
 //! never a fallback to cleartext.
 
-use std::io::{self, Read};
+use std::io::Read;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::OnceLock;
 
-use lettre::address::Address;
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{
-    Certificate, CertificateStore, Identity, SmtpConnection, TlsParameters, TlsVersion,
-};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
-use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use crate::config::{AuthMethod, Mode, Smarthost, TlsMode};
 
-use rustls::pki_types::{pem::PemObject, CertificateDer};
+mod smtp;
+mod tls;
 
-use crate::config::{AuthMethod, MinTls, Mode, Smarthost, TlsMode};
+use smtp::{BodyError, Client, Reply, Wrap};
 
 /// What happened to one recipient in one attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,46 +62,47 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-mod tls_info;
-
 /// The smarthost and its fallbacks, each with its TLS settings built
 /// once per run and shared by every session a flush opens.
 pub struct Relay {
     host: Smarthost,
+    mode: Mode,
     targets: Vec<Target>,
 }
 
 struct Target {
     name: String,
     port: u16,
-    /// A setup error (unreadable CA file, client key) defers like a
-    /// failed handshake: the message waits until the admin fixes it.
-    tls: Result<TlsParameters, String>,
+    /// Built on first use (reading the system trust store costs a few
+    /// milliseconds a run that finds nothing to send should not pay). A
+    /// setup error (unreadable CA file, client key) defers like a failed
+    /// handshake: the message waits until the admin fixes it.
+    tls: OnceLock<Result<tls::Settings, String>>,
 }
 
 /// An open, greeted (and, as configured, encrypted and authenticated)
 /// session with the smarthost, reused for many messages.
 pub struct Session {
-    conn: SmtpConnection,
+    client: Client,
     /// `host[ip]:port`, for log lines.
     pub relay: String,
-    /// `TLSv1.3/TLS_AES_256_GCM_SHA384`, `TLS` when unknown, or `none`.
+    /// `TLSv1.3/TLS_AES_256_GCM_SHA384`, or `none`.
     pub tls: String,
 }
 
 impl Relay {
     pub fn new(host: &Smarthost, mode: Mode) -> Relay {
-        tls_info::install();
         let targets = std::iter::once((host.host.clone(), host.port))
             .chain(host.fallback_hosts.iter().cloned())
             .map(|(name, port)| Target {
-                tls: tls_parameters(host, &name, mode),
+                tls: OnceLock::new(),
                 name,
                 port,
             })
             .collect();
         Relay {
             host: host.clone(),
+            mode,
             targets,
         }
     }
@@ -159,10 +155,21 @@ impl Relay {
             reply,
         };
         // A TLS setup error matters only when TLS is used.
-        let params = match (&target.tls, host.tls) {
-            (_, TlsMode::None) => None,
-            (Ok(params), _) => Some(params),
-            (Err(e), _) => return Err(early("tls", e.clone())),
+        let settings = match host.tls {
+            TlsMode::None => None,
+            _ => match target
+                .tls
+                .get_or_init(|| tls::settings(host, &target.name, self.mode))
+            {
+                Ok(settings) => Some(settings),
+                Err(e) => return Err(early("tls", e.clone())),
+            },
+        };
+        let wrap = || {
+            settings.map(|s| Wrap {
+                config: &s.config,
+                server_name: &s.server_name,
+            })
         };
         let addrs: Vec<SocketAddr> = (target.name.as_str(), target.port)
             .to_socket_addrs()
@@ -171,48 +178,35 @@ impl Relay {
         if addrs.is_empty() {
             return Err(early("connect", format!("{} has no address", target.name)));
         }
-        let hello = ClientId::Domain(hello.to_string());
-        let wrapped = params.filter(|_| host.tls == TlsMode::Implicit);
         // Every address of the name in turn (A and AAAA), for connect
         // failures only: a relay that answered and then failed is final.
         let mut refused = Vec::new();
-        let (mut conn, relay) = 'connected: {
+        let (mut client, relay) = 'connected: {
             for addr in &addrs {
                 let relay = format!("{}[{}]:{}", target.name, addr.ip(), target.port);
-                tls_info::clear();
-                match SmtpConnection::connect(
-                    *addr,
-                    Some(host.connect_timeout),
-                    &hello,
-                    wrapped,
-                    None,
-                ) {
-                    Ok(conn) => break 'connected (conn, relay),
+                let implicit = wrap().filter(|_| host.tls == TlsMode::Implicit);
+                match Client::connect(addr, host.connect_timeout, implicit, hello) {
+                    Ok(client) => break 'connected (client, relay),
+                    Err(smtp::Error::Io(e)) if is_unreachable(&e) => {
+                        refused.push(format!("{}: {e}", addr.ip()));
+                    }
                     Err(e) => {
-                        // With implicit TLS the handshake is part of connecting.
-                        let text = reply_text(&e);
-                        let tls = e.is_tls()
-                            || (host.tls == TlsMode::Implicit && text.contains("certificate"));
-                        if tls || e.is_response() || e.is_permanent() || e.is_transient() {
-                            return Err(ConnectionFailure {
-                                outcome: Outcome::Deferred,
-                                relay,
-                                tls: "none".into(),
-                                stage: if tls { "tls" } else { "connect" },
-                                reply: text,
-                            });
-                        }
-                        refused.push(format!("{}: {text}", addr.ip()));
+                        let stage = if matches!(e, smtp::Error::Tls(_)) {
+                            "tls"
+                        } else {
+                            "connect"
+                        };
+                        return Err(ConnectionFailure {
+                            outcome: Outcome::Deferred,
+                            relay,
+                            tls: "none".into(),
+                            stage,
+                            reply: e.to_string(),
+                        });
                     }
                 }
             }
-            return Err(ConnectionFailure {
-                outcome: Outcome::Deferred,
-                relay: format!("{}:{}", target.name, target.port),
-                tls: "none".into(),
-                stage: "connect",
-                reply: refused.join("; "),
-            });
+            return Err(early("connect", refused.join("; ")));
         };
         let defer = |stage, tls: &str, reply: String| ConnectionFailure {
             outcome: Outcome::Deferred,
@@ -221,45 +215,38 @@ impl Relay {
             stage,
             reply,
         };
-        conn.set_timeout(Some(host.command_timeout))
+        client
+            .set_timeout(host.command_timeout)
             .map_err(|e| defer("connect", "none", e.to_string()))?;
-        match host.tls {
-            TlsMode::Starttls if !conn.can_starttls() => {
-                conn.abort();
+        let starttls = match host.tls {
+            TlsMode::Starttls if !client.caps.starttls => {
+                client.abort();
                 return Err(defer(
                     "tls",
                     "none",
                     "TLS is required (tls = \"starttls\") but the relay does not offer STARTTLS; nothing was sent in cleartext".into(),
                 ));
             }
-            TlsMode::Starttls => conn
-                .starttls(
-                    params.ok_or_else(|| defer("tls", "none", "no TLS setup".into()))?,
-                    &hello,
-                )
-                .map_err(|e| defer("tls", "none", reply_text(&e)))?,
+            TlsMode::Starttls => true,
             // Dangerous by name: cleartext when STARTTLS is not offered.
-            TlsMode::Opportunistic if conn.can_starttls() => conn
-                .starttls(
-                    params.ok_or_else(|| defer("tls", "none", "no TLS setup".into()))?,
-                    &hello,
-                )
-                .map_err(|e| defer("tls", "none", reply_text(&e)))?,
-            _ => {}
-        }
-        let tls = if conn.is_encrypted() {
-            tls_info::take().unwrap_or_else(|| "TLS".into())
-        } else {
-            "none".into()
+            TlsMode::Opportunistic => client.caps.starttls,
+            TlsMode::Implicit | TlsMode::None => false,
         };
+        if starttls {
+            let wrap = wrap().ok_or_else(|| defer("tls", "none", "no TLS settings".into()))?;
+            client
+                .starttls(wrap, hello)
+                .map_err(|e| defer("tls", "none", e.to_string()))?;
+        }
+        let tls = client.tls_description().unwrap_or_else(|| "none".into());
         // Pinning: checked right after the handshake, before AUTH or mail.
         if let Some(pin) = &host.fingerprint {
-            let seen = conn
-                .peer_certificate()
-                .ok()
-                .map(|der| ring::digest::digest(&ring::digest::SHA256, &der));
+            let seen = client
+                .peer_certificates()
+                .first()
+                .map(|der| ring::digest::digest(&ring::digest::SHA256, der));
             if seen.as_ref().map(|d| d.as_ref()) != Some(pin.as_slice()) {
-                conn.abort();
+                client.abort();
                 let shown = seen
                     .map(|d| hex_colons(d.as_ref()))
                     .unwrap_or_else(|| "none (no TLS)".into());
@@ -273,68 +260,62 @@ impl Relay {
         if let (Some(user), Some(secret), true) =
             (&host.username, secret, host.auth != AuthMethod::None)
         {
-            if !conn.is_encrypted() && !host.allow_cleartext_auth {
-                conn.abort();
+            if !client.is_encrypted() && !host.allow_cleartext_auth {
+                client.abort();
                 return Err(defer(
                     "auth",
                     &tls,
                     "refusing to send the password over a cleartext connection; use tls = \"starttls\" or \"implicit\" (or, on a closed network only, allow_cleartext_auth = true)".into(),
                 ));
             }
-            let mechanisms: &[Mechanism] = match host.auth {
-                AuthMethod::Plain => &[Mechanism::Plain],
-                AuthMethod::Login => &[Mechanism::Login],
-                AuthMethod::Xoauth2 => &[Mechanism::Xoauth2],
-                AuthMethod::Auto | AuthMethod::None => &[Mechanism::Plain, Mechanism::Login],
+            let wanted: &[&str] = match host.auth {
+                AuthMethod::Plain => &["PLAIN"],
+                AuthMethod::Login => &["LOGIN"],
+                AuthMethod::Xoauth2 => &["XOAUTH2"],
+                AuthMethod::Auto | AuthMethod::None => &["PLAIN", "LOGIN"],
             };
-            let credentials = Credentials::new(user.clone(), secret.0.clone());
-            conn.auth(mechanisms, &credentials).map_err(|e| {
-                let offered = conn.server_info().supports_auth_mechanism(
-                    mechanisms.first().copied().unwrap_or(Mechanism::Plain),
-                );
-                let reply = reply_text(&e);
-                let reply = if e.is_client() && !offered {
-                    let want = match host.auth {
-                        AuthMethod::Plain => "PLAIN",
-                        AuthMethod::Login => "LOGIN",
-                        AuthMethod::Xoauth2 => "XOAUTH2",
-                        AuthMethod::Auto | AuthMethod::None => "PLAIN or LOGIN",
-                    };
-                    format!(
-                        "the relay offers no {want} authentication: {}",
-                        advertised_auth(&conn)
-                    )
+            let Some(mechanism) = wanted.iter().find(|m| client.caps.offers_auth(m)) else {
+                let offered = if client.caps.auth.is_empty() {
+                    "it offers no AUTH at all".to_string()
                 } else {
-                    reply
+                    format!("it offers {}", client.caps.auth.join(" "))
                 };
-                defer("auth", &tls, format!("authentication failed: {reply}"))
-            })?;
+                client.abort();
+                return Err(defer(
+                    "auth",
+                    &tls,
+                    format!(
+                        "authentication failed: the relay offers no {} authentication: {offered}",
+                        wanted.join(" or ")
+                    ),
+                ));
+            };
+            client
+                .auth(mechanism, user, &secret.0)
+                .map_err(|e| defer("auth", &tls, format!("authentication failed: {e}")))?;
         }
-        Ok(Session { conn, relay, tls })
+        Ok(Session { client, relay, tls })
     }
 }
 
-/// "it offers AUTH LOGIN CRAM-MD5" or "it offers no AUTH" for error text.
-fn advertised_auth(conn: &SmtpConnection) -> String {
-    let offered: Vec<&str> = [
-        (Mechanism::Plain, "PLAIN"),
-        (Mechanism::Login, "LOGIN"),
-        (Mechanism::Xoauth2, "XOAUTH2"),
-    ]
-    .into_iter()
-    .filter(|(m, _)| conn.server_info().supports_auth_mechanism(*m))
-    .map(|(_, name)| name)
-    .collect();
-    if offered.is_empty() {
-        "it offers none that relaymail supports (or no AUTH at all before TLS)".into()
-    } else {
-        format!("it offers {}", offered.join(" "))
-    }
+/// Connect errors after which the next address of the name is worth a try.
+fn is_unreachable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused
+            | TimedOut
+            | WouldBlock
+            | HostUnreachable
+            | NetworkUnreachable
+            | AddrNotAvailable
+            | ConnectionReset
+    )
 }
 
 impl Session {
     pub fn is_usable(&self) -> bool {
-        !self.conn.has_broken()
+        !self.client.is_broken()
     }
 
     /// Sends one message to `recipients`: MAIL, one RCPT each, DATA with
@@ -348,7 +329,7 @@ impl Session {
         eight_bit: bool,
         body: &mut dyn Read,
     ) -> Result<Vec<RecipientResult>, ConnectionFailure> {
-        let info = self.conn.server_info().clone();
+        let caps = self.client.caps.clone();
         let every = |outcome, reply: String| {
             recipients
                 .iter()
@@ -358,225 +339,170 @@ impl Session {
                 })
                 .collect::<Vec<_>>()
         };
-        // SIZE=n lets a relay with a limit refuse at MAIL (552 5.3.4), a
-        // permanent answer that bounces at once instead of retrying for days.
-        let mut params = vec![MailParameter::Size(
-            usize::try_from(size).unwrap_or(usize::MAX),
-        )];
-        if eight_bit && info.supports_feature(Extension::EightBitMime) {
-            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-        }
         let needs_utf8 = !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
+        if needs_utf8 && !caps.smtputf8 {
+            return Ok(every(
+                Outcome::Bounced,
+                "555 5.6.7 the relay does not support SMTPUTF8, needed for a non-ASCII address"
+                    .into(),
+            ));
+        }
+        if let Some(limit) = caps.size.filter(|l| *l > 0 && size > *l) {
+            return Ok(every(
+                Outcome::Bounced,
+                format!("552 5.3.4 the message ({size} bytes) is larger than the relay's limit of {limit} bytes (its EHLO SIZE)"),
+            ));
+        }
+        if let Some(bad) = std::iter::once(sender)
+            .filter(|s| !s.is_empty())
+            .chain(recipients.iter().map(String::as_str))
+            .find(|a| !is_sendable(a))
+        {
+            return Ok(every(
+                Outcome::Bounced,
+                format!("553 5.1.3 invalid address <{bad}>"),
+            ));
+        }
+        let mut mail = format!("MAIL FROM:<{sender}>");
+        if caps.size.is_some() {
+            // SIZE=n lets a relay with a limit refuse at MAIL (552 5.3.4),
+            // a permanent answer that bounces at once.
+            mail.push_str(&format!(" SIZE={size}"));
+        }
+        if eight_bit && caps.eight_bit_mime {
+            mail.push_str(" BODY=8BITMIME");
+        }
         if needs_utf8 {
-            if !info.supports_feature(Extension::SmtpUtfEight) {
-                return Ok(every(
-                    Outcome::Bounced,
-                    "555 5.6.7 the relay does not support SMTPUTF8, needed for a non-ASCII address"
-                        .into(),
-                ));
-            }
-            params.push(MailParameter::SmtpUtfEight);
+            mail.push_str(" SMTPUTF8");
         }
-        let from = if sender.is_empty() {
-            None
-        } else {
-            Some(sender.parse::<Address>().map_err(|e| ConnectionFailure {
-                outcome: Outcome::Bounced,
-                relay: self.relay.clone(),
-                tls: self.tls.clone(),
-                stage: "mail",
-                reply: format!("invalid sender <{sender}>: {e}"),
-            })?)
-        };
-        if let Err(e) = self.conn.command(Mail::new(from, params)) {
-            return match classify(&e) {
-                Some(outcome) => {
-                    let _ = self.conn.command(Rset);
-                    Ok(every(outcome, reply_text(&e)))
-                }
-                None => Err(self.broken("mail", &e)),
-            };
+        let rcpts: Vec<String> = recipients
+            .iter()
+            .map(|r| format!("RCPT TO:<{r}>"))
+            .collect();
+        let (mail_reply, rcpt_replies, data_reply) = self
+            .client
+            .envelope(&mail, &rcpts)
+            .map_err(|e| self.broken("mail", &e))?;
+        if !mail_reply.is_positive() {
+            self.end_transaction(data_reply.as_ref());
+            return Ok(every(classify(&mail_reply), mail_reply.text()));
         }
-        let mut results = Vec::with_capacity(recipients.len());
-        for rcpt in recipients {
-            let address = match rcpt.parse::<Address>() {
-                Ok(a) => a,
-                Err(e) => {
-                    results.push(RecipientResult {
-                        outcome: Outcome::Bounced,
-                        reply: format!("invalid recipient <{rcpt}>: {e}"),
-                    });
-                    continue;
-                }
-            };
-            match self.conn.command(Rcpt::new(address, vec![])) {
-                Ok(_) => results.push(RecipientResult {
-                    outcome: Outcome::Sent,
-                    reply: String::new(),
-                }),
-                Err(e) => match classify(&e) {
-                    Some(outcome) => results.push(RecipientResult {
-                        outcome,
-                        reply: reply_text(&e),
-                    }),
-                    None => return Err(self.broken("rcpt", &e)),
+        let mut results: Vec<RecipientResult> = rcpt_replies
+            .iter()
+            .map(|r| RecipientResult {
+                outcome: if r.is_positive() {
+                    Outcome::Sent
+                } else {
+                    classify(r)
                 },
-            }
-        }
-        if !results.iter().any(|r| r.outcome == Outcome::Sent) {
-            let _ = self.conn.command(Rset);
-            return Ok(results);
-        }
-        if let Err(e) = self.conn.command(Data) {
-            let outcome = classify(&e).map(|_| Outcome::Deferred);
-            for r in results.iter_mut().filter(|r| r.outcome == Outcome::Sent) {
-                r.outcome = Outcome::Deferred;
-                r.reply = reply_text(&e);
-            }
-            return match outcome {
-                Some(_) => {
-                    let _ = self.conn.command(Rset);
-                    Ok(results)
+                reply: if r.is_positive() {
+                    String::new()
+                } else {
+                    r.text()
+                },
+            })
+            .collect();
+        let accepted = results.iter().any(|r| r.outcome == Outcome::Sent);
+        let data_reply = match data_reply {
+            Some(reply) if reply.code == 354 && accepted => reply,
+            other => {
+                self.end_transaction(other.as_ref());
+                if let Some(reply) = other.filter(|_| accepted) {
+                    // DATA refused although recipients were accepted.
+                    for r in results.iter_mut().filter(|r| r.outcome == Outcome::Sent) {
+                        r.outcome = Outcome::Deferred;
+                        r.reply = reply.text();
+                    }
                 }
-                None => Err(self.broken("data", &e)),
-            };
-        }
-        let mut chunks = Chunks::new(body);
-        let sent = self.conn.message_iter(&mut chunks);
-        if let Some(e) = chunks.error.take() {
-            // The spool file failed mid-DATA; the relay has a truncated
-            // copy. Drop the connection so it never counts as delivered.
-            self.conn.abort();
-            return Err(ConnectionFailure {
-                outcome: Outcome::Deferred,
-                relay: self.relay.clone(),
-                tls: self.tls.clone(),
-                stage: "data",
-                reply: format!("reading the queued message failed: {e}"),
-            });
-        }
-        match sent {
-            Ok(response) => {
-                let reply = format!(
-                    "{} {}",
-                    response.code(),
-                    response.message().collect::<Vec<_>>().join(" ")
-                );
-                for r in results.iter_mut().filter(|r| r.outcome == Outcome::Sent) {
-                    r.reply = reply.clone();
-                }
-                Ok(results)
+                return Ok(results);
             }
-            Err(e) => {
-                // DATA-phase refusals and drops are deferrals (at-least-once).
+        };
+        debug_assert_eq!(data_reply.code, 354);
+        let final_reply = match self.client.data(body) {
+            Ok(reply) => reply,
+            Err(BodyError::Source(e)) => {
+                // The spool file failed mid-DATA: the connection is
+                // dropped without the final "." so the relay discards it.
+                self.client.abort();
+                return Err(ConnectionFailure {
+                    outcome: Outcome::Deferred,
+                    relay: self.relay.clone(),
+                    tls: self.tls.clone(),
+                    stage: "data",
+                    reply: format!("reading the queued message failed: {e}"),
+                });
+            }
+            Err(BodyError::Smtp(e)) => {
+                // A drop mid-DATA is a deferral (at-least-once).
+                let failure = self.broken("data", &e);
                 for r in results.iter_mut().filter(|r| r.outcome == Outcome::Sent) {
                     r.outcome = Outcome::Deferred;
-                    r.reply = reply_text(&e);
+                    r.reply = format!("{} (data failed)", failure.reply);
                 }
-                if classify(&e).is_none() {
-                    self.conn.abort();
-                }
-                Ok(results)
+                return Ok(results);
             }
+        };
+        for r in results.iter_mut().filter(|r| r.outcome == Outcome::Sent) {
+            if final_reply.is_positive() {
+                r.reply = final_reply.text();
+            } else {
+                // DATA-phase refusals are deferrals, even 5xx: the relay
+                // may have refused the content for a passing reason.
+                r.outcome = Outcome::Deferred;
+                r.reply = final_reply.text();
+            }
+        }
+        Ok(results)
+    }
+
+    /// After a transaction that did not reach DATA: when the pipelined
+    /// DATA was accepted anyway (a server that took no recipient but said
+    /// 354), an empty message is ended with "." so the session stays in
+    /// step; the RSET that follows discards it.
+    fn end_transaction(&mut self, data_reply: Option<&Reply>) {
+        if data_reply.is_some_and(|r| r.code == 354) {
+            let _ = self.client.data(&mut std::io::empty());
         }
     }
 
     /// RSET between messages on a reused connection.
     pub fn reset(&mut self) -> bool {
-        self.conn.command(Rset).is_ok()
+        matches!(self.client.command("RSET"), Ok(r) if r.code == 250)
     }
 
-    pub fn quit(mut self) {
-        let _ = self.conn.quit();
+    pub fn quit(self) {
+        self.client.quit();
     }
 
-    fn broken(
-        &mut self,
-        stage: &'static str,
-        e: &lettre::transport::smtp::Error,
-    ) -> ConnectionFailure {
-        self.conn.abort();
+    fn broken(&mut self, stage: &'static str, e: &smtp::Error) -> ConnectionFailure {
+        self.client.abort();
         ConnectionFailure {
             outcome: Outcome::Deferred,
             relay: self.relay.clone(),
             tls: self.tls.clone(),
             stage,
-            reply: reply_text(e),
+            reply: e.to_string(),
         }
     }
 }
 
-/// 4xx -> deferred, 5xx -> bounced; None for network/TLS/protocol errors.
-fn classify(e: &lettre::transport::smtp::Error) -> Option<Outcome> {
-    if e.is_permanent() {
-        Some(Outcome::Bounced)
-    } else if e.is_transient() {
-        Some(Outcome::Deferred)
+/// 4xx -> deferred, anything else unsuccessful -> bounced.
+fn classify(reply: &Reply) -> Outcome {
+    if reply.is_transient() {
+        Outcome::Deferred
     } else {
-        None
+        Outcome::Bounced
     }
 }
 
-/// The server's reply as "550 5.1.1 text" when there is one.
-pub fn reply_text(e: &lettre::transport::smtp::Error) -> String {
-    let text = e.to_string();
-    match (e.status(), text.split_once("): ")) {
-        (Some(code), Some((_, message))) => format!("{code} {message}"),
-        _ => text,
-    }
-}
-
-fn tls_parameters(host: &Smarthost, name: &str, mode: Mode) -> Result<TlsParameters, String> {
-    let verify_name = host
-        .tls_server_name
-        .clone()
-        .unwrap_or_else(|| name.to_string());
-    let mut builder =
-        TlsParameters::builder(verify_name).set_min_tls_version(match host.tls_min_version {
-            MinTls::V1_2 => TlsVersion::Tlsv12,
-            MinTls::V1_3 => TlsVersion::Tlsv13,
-        });
-    if host.fingerprint.is_some() {
-        // Dangerous by name, and safe only because the pinned fingerprint
-        // is checked right after the handshake (closed networks with
-        // self-signed relays).
-        builder = builder
-            .dangerous_accept_invalid_certs(true)
-            .dangerous_accept_invalid_hostnames(true);
-    } else if let Some(ca) = &host.ca_file {
-        let pem =
-            std::fs::read(ca).map_err(|e| format!("cannot read ca_file {}: {e}", ca.display()))?;
-        let cert =
-            Certificate::from_pem(&pem).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-        builder = builder
-            .certificate_store(CertificateStore::None)
-            .add_root_certificate(cert);
-    }
-    if let (Some(cert), Some(key)) = (&host.client_cert, &host.client_key) {
-        let read = |path: &std::path::Path, what: &str| {
-            std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
-        };
-        crate::creds::check_private(key, "client_key", mode).map_err(|e| e.message)?;
-        // lettre's rustls `Identity::from_pem` takes the certificate as
-        // DER despite its name (the key as PEM), so decode the first
-        // certificate here.
-        let cert_der = CertificateDer::pem_slice_iter(&read(cert, "client_cert")?)
-            .next()
-            .ok_or_else(|| format!("client_cert {}: no PEM certificate in it", cert.display()))?
-            .map_err(|e| format!("client_cert {}: {e}", cert.display()))?;
-        let identity =
-            Identity::from_pem(cert_der.as_ref(), &read(key, "client_key")?).map_err(|e| {
-                format!(
-                "client_cert {} / client_key {}: {e} (both must be PEM; the key PKCS#8, RSA or EC)",
-                cert.display(),
-                key.display()
-            )
-            })?;
-        builder = builder.identify_with(identity);
-    }
-    builder
-        .build_rustls()
-        .map_err(|e| format!("TLS setup: {e}"))
+/// An address that can go into MAIL FROM:<...> / RCPT TO:<...> without
+/// changing the command: no angle brackets, spaces or control bytes.
+fn is_sendable(address: &str) -> bool {
+    !address.is_empty()
+        && address.contains('@')
+        && !address
+            .chars()
+            .any(|c| c.is_control() || c == ' ' || c == '<' || c == '>')
 }
 
 fn hex_colons(bytes: &[u8]) -> String {
@@ -585,66 +511,4 @@ fn hex_colons(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-/// The message in 64 KiB pieces for lettre's `message_iter`, which takes
-/// an iterator and so cannot see read errors: they are kept here. The
-/// final CRLF is held back because lettre ends DATA with "\r\n.\r\n".
-struct Chunks<'a> {
-    body: &'a mut dyn Read,
-    buf: Vec<u8>,
-    carry: Vec<u8>,
-    done: bool,
-    error: Option<io::Error>,
-}
-
-impl<'a> Chunks<'a> {
-    fn new(body: &'a mut dyn Read) -> Self {
-        Chunks {
-            body,
-            buf: vec![0; 64 << 10],
-            carry: Vec::new(),
-            done: false,
-            error: None,
-        }
-    }
-}
-
-impl Iterator for &mut Chunks<'_> {
-    type Item = Vec<u8>;
-
-    fn next(&mut self) -> Option<Vec<u8>> {
-        if self.done {
-            return None;
-        }
-        loop {
-            match self.body.read(&mut self.buf) {
-                Ok(0) => {
-                    self.done = true;
-                    let mut last = std::mem::take(&mut self.carry);
-                    if last.ends_with(b"\r\n") {
-                        last.truncate(last.len() - 2);
-                    }
-                    return (!last.is_empty()).then_some(last);
-                }
-                Ok(n) => {
-                    let mut out = std::mem::take(&mut self.carry);
-                    out.extend_from_slice(self.buf.get(..n).unwrap_or(&[]));
-                    // Keep the last two bytes until we know they end the message.
-                    let keep = out.len().saturating_sub(2);
-                    self.carry = out.split_off(keep);
-                    if out.is_empty() {
-                        continue;
-                    }
-                    return Some(out);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.error = Some(e);
-                    self.done = true;
-                    return None;
-                }
-            }
-        }
-    }
 }
