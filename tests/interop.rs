@@ -1,8 +1,10 @@
 //! Interop with a real Postfix smarthost (private instance, loopback only,
 //! started by tests/postfix/start.sh): STARTTLS-required and implicit-TLS
 //! submission with SASL AUTH (Dovecot), a 550 and a 450 recipient, TLS
-//! version limits. Postfix relays what it accepts to relaymail's sink, so
-//! the tests see exactly what arrived, and how often.
+//! version limits, a client certificate, pinning, a relay that is down at
+//! submission, SIGKILL while delivering, concurrent flushes. Postfix
+//! relays what it accepts to relaymail's sink, so the tests see exactly
+//! what arrived, and how often.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -79,6 +81,27 @@ impl Postfix {
 
     fn path(&self, name: &str) -> std::path::PathBuf {
         self.dir.path().join("pf").join(name)
+    }
+
+    /// `postfix stop` or `postfix start` on the private instance; after a
+    /// start, waits until the submission port accepts connections.
+    fn control(&self, verb: &str) {
+        let out = Command::new("postfix")
+            .arg("-c")
+            .arg(self.path("etc"))
+            .arg(verb)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "postfix {verb}: {}", stderr(&out));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let up = || std::net::TcpStream::connect(("127.0.0.1", self.submit)).is_ok();
+        while up() != (verb == "start") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "postfix {verb} timed out"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// Lets temp450@ through from now on.
@@ -459,5 +482,113 @@ fn required_tls_not_offered_sends_no_mail_in_cleartext() {
     assert!(
         !maillog.contains("mail=") && !maillog.contains("auth="),
         "no MAIL FROM or AUTH in cleartext: {maillog}"
+    );
+}
+
+#[test]
+fn smarthost_down_at_submission_is_delivered_by_a_later_flush() {
+    let sink = sink();
+    let Some(postfix) = Postfix::start(&sink, ">=TLSv1.2") else {
+        return;
+    };
+    let env = client(&postfix, postfix.submit, "starttls", "interop-secret", "");
+    postfix.control("stop");
+    let out = env.sendmail(&["-odi", "ok@example.net"], "Subject: while down\n\nb\n");
+    assert_exit(&out, 75, &env, "relay down");
+    assert!(env
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("status=deferred") && l.contains("connect failed")));
+    postfix.control("start");
+    let out = env.run("relaymail", &["flush"], b"");
+    assert_exit(&out, 0, &env, "flush after the relay is back");
+    assert_eq!(sink.event()["subject"], "while down");
+    sink.no_event();
+    assert!(env.queued().is_empty());
+}
+
+#[test]
+fn sigkill_while_delivering_to_postfix_loses_nothing() {
+    let sink = sink();
+    let Some(postfix) = Postfix::start(&sink, ">=TLSv1.2") else {
+        return;
+    };
+    // One session, so each kill has at most one message in the window.
+    let env = client(
+        &postfix,
+        postfix.submit,
+        "starttls",
+        "interop-secret",
+        "connections = 1",
+    );
+    let n = 40;
+    for i in 0..n {
+        assert_exit(
+            &env.sendmail(
+                &["-odq", "ok@example.net"],
+                &format!("Subject: kill {i}\n\n{}\n", "line\n".repeat(200)),
+            ),
+            0,
+            &env,
+            "queue",
+        );
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("seed {seed}");
+    let mut state = seed | 1;
+    let mut kills = 0;
+    for _ in 0..40 {
+        if env.queued().is_empty() {
+            break;
+        }
+        let mut child = env
+            .cmd("relaymail")
+            .arg("flush")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        std::thread::sleep(std::time::Duration::from_micros(state % 60_000));
+        if child.try_wait().unwrap().is_none() {
+            kills += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let out = env.run("relaymail", &["flush"], b"");
+    assert_exit(&out, 0, &env, "final flush");
+    assert!(env.queued().is_empty(), "{}", env.listing());
+    // Postfix relays on its own schedule: collect until every subject has
+    // arrived, then a quiet period for late duplicates.
+    let mut seen = std::collections::BTreeMap::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while seen.len() < n && std::time::Instant::now() < deadline {
+        if let Ok(e) = sink.events.recv_timeout(std::time::Duration::from_secs(1)) {
+            *seen
+                .entry(e["subject"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+        }
+    }
+    while let Ok(e) = sink.events.recv_timeout(std::time::Duration::from_secs(2)) {
+        *seen
+            .entry(e["subject"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen.len(),
+        n,
+        "every message arrived at least once: {seen:?}"
+    );
+    let duplicates: usize = seen.values().map(|c| c - 1).sum();
+    eprintln!("{kills} kills, {duplicates} duplicates");
+    assert!(
+        duplicates <= kills,
+        "a duplicate needs a kill between Postfix's 250 and the state write"
     );
 }
