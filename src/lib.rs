@@ -109,6 +109,14 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
                 privilege::drop_group()?;
                 return faces::demo::run(&mut out);
             }
+            if let Action::Doctor { send_to, json } = &args.action {
+                let loaded = load_config(args.config.clone()).map(|(_, config)| config);
+                let options = faces::doctor::Options {
+                    send_to: send_to.clone(),
+                    json: *json,
+                };
+                return faces::doctor::run(loaded, &options, &mut out);
+            }
             let (source, config) = load_config(args.config)?;
             let mut log = open_log(face, &config, false);
             match args.action {
@@ -177,6 +185,12 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
                     flush_and_report(face, &config, &due, &mut log)
                 }
                 Action::Demo => faces::demo::run(&mut out),
+                // Handled above: the doctor reports a broken configuration
+                // instead of stopping at it.
+                Action::Doctor { .. } => Err(Failure::new(
+                    Sysexit::Software,
+                    "doctor reached the wrong dispatch",
+                )),
                 Action::Sink(sink) => match sink.action {
                     Some(action) => faces::sink::act(&config, action, &mut out),
                     None => {

@@ -592,3 +592,27 @@ fn sigkill_while_delivering_to_postfix_loses_nothing() {
         "a duplicate needs a kill between Postfix's 250 and the state write"
     );
 }
+
+#[test]
+fn doctor_passes_against_postfix_on_both_ports_and_fails_a_wrong_password() {
+    let sink = sink();
+    let Some(postfix) = Postfix::start(&sink, ">=TLSv1.3") else {
+        return;
+    };
+    for (port, tls) in [(postfix.submit, "starttls"), (postfix.smtps, "implicit")] {
+        let env = client(&postfix, port, tls, "interop-secret", "");
+        let out = env.run("relaymail", &["doctor"], b"");
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{tls}:\n{text}{}", stderr(&out));
+        assert!(text.contains("OK    tls          TLSv1.3/"), "{text}");
+        assert!(text.contains("OK    auth"), "{text}");
+        assert!(text.contains("relaymail interop CA"), "the chain is shown: {text}");
+        assert!(!text.contains("interop-secret"));
+    }
+    let env = client(&postfix, postfix.submit, "starttls", "wrong-one", "");
+    let out = env.run("relaymail", &["doctor"], b"");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(69), "{text}");
+    assert!(text.contains("FAIL  auth         authentication failed: 535"), "{text}");
+    assert!(!text.contains("wrong-one"));
+}

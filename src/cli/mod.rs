@@ -155,6 +155,15 @@ pub enum Action {
     },
     /// Queue a demo message in a throw-away spool and show the queue and log.
     Demo,
+    /// Check config, permissions, DNS, the relay's TLS and AUTH; say what to fix.
+    Doctor {
+        /// Also send a real test message to ADDR and report the relay's answer.
+        #[arg(long, value_name = "ADDR")]
+        send_to: Option<String>,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the receive-only SMTP sink, or read what it received.
     Sink(Box<SinkArgs>),
 }

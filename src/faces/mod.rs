@@ -3,6 +3,7 @@
 pub mod aliases;
 pub mod config_check;
 pub mod demo;
+pub mod doctor;
 pub mod flush;
 pub mod queue;
 pub mod sink;

@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 
 use crate::config::{AuthMethod, Mode, Smarthost, TlsMode};
 
+pub mod probe;
 mod smtp;
 mod tls;
 
@@ -53,6 +54,13 @@ pub struct Secret(String);
 impl Secret {
     pub fn new(text: String) -> Secret {
         Secret(text)
+    }
+}
+
+impl Secret {
+    /// The secret itself, for the AUTH exchange only.
+    pub fn expose(&self) -> &str {
+        &self.0
     }
 }
 

@@ -25,6 +25,17 @@ pub struct Settings {
 /// error is a sentence for the log: the message is deferred until the
 /// admin fixes the file it names.
 pub fn settings(host: &Smarthost, name: &str, mode: Mode) -> Result<Settings, String> {
+    build(host, name, mode, false)
+}
+
+/// Settings that accept any certificate (the handshake signature is still
+/// checked), for `relaymail doctor` to show a chain that failed to verify.
+/// Never used to send mail.
+pub fn inspection_settings(host: &Smarthost, name: &str) -> Result<Settings, String> {
+    build(host, name, Mode::User, true)
+}
+
+fn build(host: &Smarthost, name: &str, mode: Mode, inspect: bool) -> Result<Settings, String> {
     let verify_name = host.tls_server_name.as_deref().unwrap_or(name);
     let server_name = ServerName::try_from(verify_name.to_string()).map_err(|_| {
         format!("{verify_name:?} is not a valid TLS server name (set tls_server_name)")
@@ -37,7 +48,7 @@ pub fn settings(host: &Smarthost, name: &str, mode: Mode) -> Result<Settings, St
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
         .map_err(|e| format!("TLS setup: {e}"))?;
-    let builder = if host.fingerprint.is_some() {
+    let builder = if host.fingerprint.is_some() || inspect {
         // The pinned fingerprint replaces CA and name checks; it is
         // compared right after the handshake, before AUTH or any mail.
         builder
@@ -51,7 +62,7 @@ pub fn settings(host: &Smarthost, name: &str, mode: Mode) -> Result<Settings, St
         builder.with_root_certificates(roots)
     };
     let config = match (&host.client_cert, &host.client_key) {
-        (Some(cert), Some(key)) => {
+        (Some(cert), Some(key)) if !inspect => {
             crate::creds::check_private(key, "client_key", mode).map_err(|e| e.message)?;
             let chain = certificates(cert, "client_cert")?;
             let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {

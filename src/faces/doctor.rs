@@ -1,0 +1,661 @@
+//! `relaymail doctor`: why would mail not go? Reads the configuration as
+//! a real run would, then checks, step by step, what a delivery needs:
+//! permissions, the sender and root's alias, DNS, TCP, the greeting, EHLO,
+//! TLS (version, cipher, chain, expiry, verification, pin), AUTH, and with
+//! `--send-to` a real message. Each step is OK, WARN or FAIL with a
+//! one-line fix; any FAIL makes the exit status 1. Secrets never appear.
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+
+use crate::config::{Config, Mode, Smarthost, TlsMode};
+use crate::relay::probe::{self, Probe, Trust};
+use crate::sysexits::{Failure, Sysexit};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Ok,
+    Info,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Check {
+    pub step: &'static str,
+    pub status: Status,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+#[derive(Default)]
+struct Report {
+    checks: Vec<Check>,
+}
+
+impl Report {
+    fn add(&mut self, step: &'static str, status: Status, detail: impl Into<String>) {
+        self.checks.push(Check {
+            step,
+            status,
+            detail: detail.into(),
+            fix: None,
+        });
+    }
+
+    fn fail(&mut self, step: &'static str, detail: impl Into<String>, fix: impl Into<String>) {
+        self.with_fix(step, Status::Fail, detail, fix);
+    }
+
+    fn with_fix(
+        &mut self,
+        step: &'static str,
+        status: Status,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.checks.push(Check {
+            step,
+            status,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        });
+    }
+
+    fn failed(&self) -> bool {
+        self.checks.iter().any(|c| c.status == Status::Fail)
+    }
+}
+
+pub struct Options {
+    pub send_to: Option<String>,
+    pub json: bool,
+}
+
+/// `loaded` is the configuration, or why it could not be loaded.
+pub fn run(
+    loaded: Result<Config, Failure>,
+    options: &Options,
+    out: &mut impl Write,
+) -> Result<Sysexit, Failure> {
+    let mut report = Report::default();
+    match loaded {
+        Err(e) => report.fail(
+            "config",
+            e.message,
+            "correct the file and line named above; `relaymail config check` shows the result",
+        ),
+        Ok(config) => diagnose(&config, options, &mut report),
+    }
+    if options.json {
+        let doc = serde_json::json!({ "ok": !report.failed(), "checks": report.checks });
+        writeln!(out, "{doc}").map_err(output)?;
+    } else {
+        for c in &report.checks {
+            let word = match c.status {
+                Status::Ok => "OK",
+                Status::Info => "INFO",
+                Status::Warn => "WARN",
+                Status::Fail => "FAIL",
+            };
+            writeln!(out, "{word:<5} {:<12} {}", c.step, c.detail).map_err(output)?;
+            if let Some(fix) = &c.fix {
+                writeln!(out, "{:<18} fix: {fix}", "").map_err(output)?;
+            }
+        }
+    }
+    Ok(if report.failed() {
+        Sysexit::Unavailable
+    } else {
+        Sysexit::Ok
+    })
+}
+
+fn output(e: std::io::Error) -> Failure {
+    Failure::new(Sysexit::IoErr, format!("writing the report: {e}"))
+}
+
+fn diagnose(config: &Config, options: &Options, report: &mut Report) {
+    let mode = match config.mode {
+        Mode::System => "system mode",
+        Mode::User => "user mode",
+    };
+    let files = if config.files.is_empty() {
+        "no configuration file (built-in defaults)".to_string()
+    } else {
+        config
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    report.add("config", Status::Ok, format!("{files} ({mode})"));
+    permissions(config, report);
+    identity(config, report);
+    let Some(host) = &config.smarthost else {
+        report.fail(
+            "smarthost",
+            "no [smarthost] is configured: mail is queued but never sent",
+            "add a [smarthost] section (see sendmail.example.toml)",
+        );
+        return;
+    };
+    let secret = match crate::creds::load(config) {
+        Ok(secret) => {
+            if let Some(user) = &host.username {
+                report.add(
+                    "credentials",
+                    Status::Ok,
+                    format!("a secret for {user} is readable (not shown)"),
+                );
+            }
+            secret
+        }
+        Err(e) => {
+            report.fail(
+                "credentials",
+                e.message,
+                "fix the password_file or password_command named above",
+            );
+            None
+        }
+    };
+    for (name, port) in probe::endpoints(host) {
+        if relay(config, host, &name, port, secret.as_ref(), options, report) {
+            return;
+        }
+    }
+}
+
+/// Config, credential and spool files: who may read and write them.
+fn permissions(config: &Config, report: &mut Report) {
+    for file in &config.files {
+        let Ok(meta) = std::fs::metadata(file) else {
+            continue;
+        };
+        let bits = meta.mode() & 0o7777;
+        if bits & 0o002 != 0 {
+            report.fail(
+                "permissions",
+                format!(
+                    "{} is writable by everyone (mode {bits:04o})",
+                    file.display()
+                ),
+                format!("chmod o-w {}", file.display()),
+            );
+        } else if config.mode == Mode::System && (meta.uid() != 0 || bits & 0o020 != 0) {
+            report.with_fix(
+                "permissions",
+                Status::Warn,
+                format!(
+                    "{} is not root-owned and closed to group writes (uid {}, mode {bits:04o}); password_command is ignored from it",
+                    file.display(),
+                    meta.uid()
+                ),
+                format!("chown root {0} && chmod 644 {0}", file.display()),
+            );
+        }
+    }
+    if let Some(host) = &config.smarthost {
+        let secrets = [
+            (host.password_file.as_deref(), "password_file"),
+            (host.client_key.as_deref(), "client_key"),
+        ];
+        for (path, what) in secrets {
+            if let Some(path) = path {
+                match crate::creds::check_private(path, what, config.mode) {
+                    Ok(()) => report.add(
+                        "permissions",
+                        Status::Ok,
+                        format!("{what} {} is private", path.display()),
+                    ),
+                    Err(e) => report.fail(
+                        "permissions",
+                        e.message,
+                        "only root (and the relaymail group in system mode) may read it",
+                    ),
+                }
+            }
+        }
+    }
+    spool(config, report);
+}
+
+fn spool(config: &Config, report: &mut Report) {
+    let dir = &config.spool_dir;
+    let Ok(meta) = std::fs::metadata(dir) else {
+        if config.mode == Mode::System {
+            report.fail(
+                "spool",
+                format!("{} does not exist", dir.display()),
+                format!(
+                    "install -d -o root -g {} -m 2770 {}",
+                    crate::spool::GROUP,
+                    dir.display()
+                ),
+            );
+        } else {
+            report.add(
+                "spool",
+                Status::Ok,
+                format!("{} will be created on first use", dir.display()),
+            );
+        }
+        return;
+    };
+    let bits = meta.mode() & 0o7777;
+    if config.mode == Mode::System {
+        let group = nix::unistd::Group::from_name(crate::spool::GROUP)
+            .ok()
+            .flatten();
+        let right_group = group.as_ref().is_some_and(|g| g.gid.as_raw() == meta.gid());
+        if meta.uid() != 0 || !right_group || bits & 0o007 != 0 || bits & 0o070 != 0o070 {
+            report.fail(
+                "spool",
+                format!(
+                    "{} is uid {} gid {} mode {bits:04o}; users cannot queue mail safely",
+                    dir.display(),
+                    meta.uid(),
+                    meta.gid()
+                ),
+                format!(
+                    "chown root:{0} {1} && chmod 2770 {1}",
+                    crate::spool::GROUP,
+                    dir.display()
+                ),
+            );
+        } else {
+            report.add(
+                "spool",
+                Status::Ok,
+                format!("{} root:{} {bits:04o}", dir.display(), crate::spool::GROUP),
+            );
+        }
+        setgid_binary(report);
+    } else if bits & 0o077 != 0 {
+        report.with_fix(
+            "spool",
+            Status::Warn,
+            format!("{} is readable by others (mode {bits:04o})", dir.display()),
+            format!("chmod 700 {}", dir.display()),
+        );
+    } else {
+        report.add("spool", Status::Ok, format!("{} {bits:04o}", dir.display()));
+    }
+}
+
+/// In system mode unprivileged users queue through the setgid binary.
+fn setgid_binary(report: &mut Report) {
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let Ok(meta) = std::fs::metadata(&exe) else {
+        return;
+    };
+    let group = nix::unistd::Group::from_name(crate::spool::GROUP)
+        .ok()
+        .flatten();
+    let setgid = meta.mode() & 0o2000 != 0 && group.is_some_and(|g| g.gid.as_raw() == meta.gid());
+    if setgid {
+        report.add(
+            "binary",
+            Status::Ok,
+            format!("{} is setgid {}", exe.display(), crate::spool::GROUP),
+        );
+    } else {
+        report.with_fix(
+            "binary",
+            Status::Warn,
+            format!(
+                "{} is not setgid {}: only root can queue mail",
+                exe.display(),
+                crate::spool::GROUP
+            ),
+            format!(
+                "chgrp {0} {1} && chmod 2755 {1} (the packages do this)",
+                crate::spool::GROUP,
+                exe.display()
+            ),
+        );
+    }
+}
+
+/// What root's cron mail would look like: its sender and where it goes.
+fn identity(config: &Config, report: &mut Report) {
+    let rewriter = match crate::rewrite::Rewriter::new(config) {
+        Ok(r) => r,
+        Err(e) => {
+            report.fail(
+                "aliases",
+                e.to_string(),
+                "correct the aliases file named above (`relaymail newaliases` checks it)",
+            );
+            return;
+        }
+    };
+    let root = crate::system::LocalUser {
+        uid: 0,
+        name: "root".into(),
+        full_name: None,
+    };
+    match rewriter.sender(None, &root) {
+        Ok(sender) => {
+            let forced = config
+                .rewrite
+                .sender
+                .as_deref()
+                .map(|s| format!(" (the envelope is rewritten to {s})"))
+                .unwrap_or_default();
+            report.add(
+                "sender",
+                Status::Ok,
+                format!("mail from root goes out as {sender}{forced}"),
+            );
+        }
+        Err(e) => report.fail(
+            "sender",
+            e.to_string(),
+            "set hostname or [rewrite] masquerade_domain to a real domain",
+        ),
+    }
+    match rewriter.recipients(&["root".to_string()], true) {
+        Ok(list) => {
+            let to: Vec<&str> = list.iter().map(|r| r.address.as_str()).collect();
+            let status = if list
+                .iter()
+                .any(|r| r.address.ends_with(&format!("@{}", config.hostname)))
+            {
+                Status::Warn
+            } else {
+                Status::Ok
+            };
+            let detail = format!("mail to root goes to {}", to.join(", "));
+            if status == Status::Warn {
+                report.with_fix(
+                    "alias",
+                    status,
+                    detail,
+                    "add root = [\"you@example.com\"] under [aliases] (or to /etc/aliases), or the relay will try this host's own domain",
+                );
+            } else {
+                report.add("alias", status, detail);
+            }
+        }
+        Err(e) => report.fail("alias", e.to_string(), "fix the alias named above"),
+    }
+}
+
+/// Diagnoses one relay. Returns true when it could carry mail (then the
+/// fallbacks are not tried, as delivery would not try them).
+fn relay(
+    config: &Config,
+    host: &Smarthost,
+    name: &str,
+    port: u16,
+    secret: Option<&crate::relay::Secret>,
+    options: &Options,
+    report: &mut Report,
+) -> bool {
+    let addrs = match probe::resolve(name, port) {
+        Ok(a) => a,
+        Err(e) => {
+            report.fail(
+                "dns",
+                e,
+                format!(
+                    "check the name in [smarthost] and this host's resolver (getent ahosts {name})"
+                ),
+            );
+            return false;
+        }
+    };
+    let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+    report.add("dns", Status::Ok, format!("{name}: {}", list.join(", ")));
+    let hello = &config.hostname;
+    let mut connected = None;
+    for addr in &addrs {
+        match Probe::connect(addr, host, name, config.mode, hello, Trust::Configured) {
+            Ok(p) => {
+                report.add(
+                    "connect",
+                    Status::Ok,
+                    format!("{addr} in {} ms", p.elapsed.as_millis()),
+                );
+                connected = Some((p, *addr));
+                break;
+            }
+            Err(("tls", e)) => {
+                tls_failure(config, host, name, addr, &e, report);
+                return false;
+            }
+            Err(("banner", e)) => {
+                report.fail(
+                    "banner",
+                    format!("{addr} refused the session: {e}"),
+                    "the relay does not accept this client; ask its admin (an IP allow list?)",
+                );
+                return false;
+            }
+            Err((_, e)) => report.fail(
+                "connect",
+                format!("{addr}: {e}"),
+                format!("is the relay up and port {port} open from here (firewall)? Try: nc -vz {name} {port}"),
+            ),
+        }
+    }
+    let Some((mut probe, addr)) = connected else {
+        return false;
+    };
+    report.add("banner", Status::Ok, probe.greeting());
+    report.add("ehlo", Status::Ok, probe.capabilities().join(", "));
+    let wants_tls = matches!(host.tls, TlsMode::Starttls | TlsMode::Opportunistic);
+    if wants_tls && probe.offers_starttls() {
+        if let Err(e) = probe.starttls(host, name, config.mode, hello, Trust::Configured) {
+            tls_failure(config, host, name, &addr, &e, report);
+            return false;
+        }
+    } else if host.tls == TlsMode::Starttls {
+        report.fail(
+            "tls",
+            "the relay does not offer STARTTLS; relaymail will not send in cleartext",
+            "use the relay's TLS port (tls = \"implicit\", usually port 465) or ask for STARTTLS on this one",
+        );
+        return false;
+    }
+    match probe.tls() {
+        Some(tls) => {
+            let trust = if host.fingerprint.is_some() {
+                "the pinned fingerprint matches".to_string()
+            } else {
+                match &host.ca_file {
+                    Some(ca) => format!("verified against {}", ca.display()),
+                    None => "verified against the system's trusted CAs".into(),
+                }
+            };
+            let pinned = pin_matches(host, &probe);
+            if let Some(false) = pinned {
+                report.fail(
+                    "tls",
+                    format!("{tls}; the certificate does not match the pinned fingerprint"),
+                    "if the relay's certificate changed on purpose, pin the new sha256 shown below",
+                );
+                chain(&probe, report);
+                return false;
+            }
+            report.add("tls", Status::Ok, format!("{tls}, {trust}"));
+            chain(&probe, report);
+            report.add("ehlo-tls", Status::Ok, probe.capabilities().join(", "));
+        }
+        None if host.tls == TlsMode::None => report.with_fix(
+            "tls",
+            Status::Warn,
+            "tls = \"none\": mail and any password cross the network in cleartext",
+            "use tls = \"starttls\" or \"implicit\" unless this is a closed lab network",
+        ),
+        None => report.with_fix(
+            "tls",
+            Status::Warn,
+            "the relay offers no STARTTLS: tls = \"opportunistic\" sends in cleartext",
+            "use tls = \"starttls\" once the relay offers it",
+        ),
+    }
+    if host.username.is_some() && host.auth != crate::config::AuthMethod::None {
+        if probe.tls().is_none() && !host.allow_cleartext_auth {
+            report.fail(
+                "auth",
+                "no TLS, so relaymail will not send the password",
+                "use TLS (tls = \"starttls\" or \"implicit\")",
+            );
+            return false;
+        }
+        let Some(secret) = secret else {
+            return false;
+        };
+        match probe.auth(host, secret.expose()) {
+            Ok(mechanism) => report.add(
+                "auth",
+                Status::Ok,
+                format!(
+                    "{mechanism} as {} accepted",
+                    host.username.as_deref().unwrap_or("")
+                ),
+            ),
+            Err(e) => {
+                report.fail(
+                    "auth",
+                    format!("authentication failed: {e}"),
+                    "check username and password (Office 365/Gmail: SMTP AUTH must be enabled for the account, or use an app password / XOAUTH2)",
+                );
+                return false;
+            }
+        }
+    } else if probe
+        .auth_mechanisms()
+        .iter()
+        .any(|m| m == "PLAIN" || m == "LOGIN")
+    {
+        report.add(
+            "auth",
+            Status::Info,
+            "the relay offers AUTH but no username is configured; it may refuse to relay",
+        );
+    }
+    if let Some(to) = &options.send_to {
+        let from = crate::rewrite::Rewriter::new(config)
+            .ok()
+            .and_then(|r| {
+                let me = crate::system::calling_user();
+                r.sender(None, &me).ok()
+            })
+            .map(|s| config.rewrite.sender.clone().unwrap_or(s))
+            .unwrap_or_default();
+        match probe.send_test(&from, to, &config.hostname) {
+            Ok(reply) => report.add(
+                "send",
+                Status::Ok,
+                format!("test message from {from} to {to} accepted: {reply}"),
+            ),
+            Err(e) => {
+                report.fail(
+                    "send",
+                    format!("test message from {from} to {to}: {e}"),
+                    "the reply above is the relay's reason; a 5.7.x usually means the sender is not allowed ([rewrite] sender)",
+                );
+                return false;
+            }
+        }
+    }
+    probe.quit();
+    true
+}
+
+/// Some(true/false) when a fingerprint is pinned.
+fn pin_matches(host: &Smarthost, probe: &Probe) -> Option<bool> {
+    let pin = host.fingerprint.as_ref()?;
+    let leaf = probe.chain().into_iter().next()?;
+    let seen = crate::config::parse_fingerprint(&leaf.sha256)?;
+    Some(&seen == pin)
+}
+
+fn chain(probe: &Probe, report: &mut Report) {
+    for (i, cert) in probe.chain().iter().enumerate() {
+        let expiry = if cert.days_left < 0 {
+            Status::Fail
+        } else if cert.days_left < 14 {
+            Status::Warn
+        } else {
+            Status::Info
+        };
+        let detail = format!(
+            "{i}: {} (issuer {}), expires {} ({} days), sha256:{}",
+            cert.subject, cert.issuer, cert.not_after, cert.days_left, cert.sha256
+        );
+        match expiry {
+            Status::Fail => report.fail(
+                "certificate",
+                detail,
+                "the relay's certificate has expired; its admin must renew it",
+            ),
+            Status::Warn => report.with_fix(
+                "certificate",
+                expiry,
+                detail,
+                "the relay's certificate expires soon",
+            ),
+            _ => report.add("certificate", expiry, detail),
+        }
+    }
+}
+
+/// The handshake failed with the configured trust: say why, then connect
+/// again accepting any certificate, only to show what the relay presents.
+fn tls_failure(
+    config: &Config,
+    host: &Smarthost,
+    name: &str,
+    addr: &std::net::SocketAddr,
+    error: &str,
+    report: &mut Report,
+) {
+    let fix = if error.contains("UnknownIssuer") || error.contains("issuer") {
+        "the relay's certificate is not signed by a CA this host trusts: set ca_file to its CA, or pin its sha256 (fingerprint = ...) on a closed network"
+    } else if error.contains("NotValidForName") || error.contains("name") {
+        "the certificate is for another name: connect by that name, or set tls_server_name"
+    } else if error.contains("protocol version") || error.contains("PeerIncompatible") {
+        "the relay and tls_min_version have no TLS version in common (relaymail speaks TLS 1.2 and 1.3)"
+    } else {
+        "see the error above"
+    };
+    report.fail("tls", format!("handshake with {addr} failed: {error}"), fix);
+    let hello = &config.hostname;
+    let Ok(mut probe) = Probe::connect(addr, host, name, config.mode, hello, Trust::Inspect) else {
+        return;
+    };
+    if host.tls != TlsMode::Implicit
+        && probe
+            .starttls(host, name, config.mode, hello, Trust::Inspect)
+            .is_err()
+    {
+        return;
+    }
+    chain(&probe, report);
+    probe.quit();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_fail_makes_the_report_fail() {
+        let mut r = Report::default();
+        r.add("a", Status::Ok, "fine");
+        r.with_fix("b", Status::Warn, "meh", "do x");
+        assert!(!r.failed());
+        r.fail("c", "broken", "do y");
+        assert!(r.failed());
+    }
+}

@@ -1,0 +1,276 @@
+//! Step-by-step diagnosis of the smarthost for `relaymail doctor`: each
+//! step of a delivery session (resolve, connect, greeting, EHLO, TLS,
+//! AUTH, a test message) done on its own so that its result can be shown.
+//! Uses the same client and TLS settings as delivery.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::smtp::{Client, Wrap};
+use super::tls;
+use crate::config::{AuthMethod, Mode, Smarthost, TlsMode};
+
+/// The relays delivery would try, in order.
+pub fn endpoints(host: &Smarthost) -> Vec<(String, u16)> {
+    std::iter::once((host.host.clone(), host.port))
+        .chain(host.fallback_hosts.iter().cloned())
+        .collect()
+}
+
+pub fn resolve(name: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    let addrs: Vec<SocketAddr> = (name, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {name}: {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("{name} has no A or AAAA address"));
+    }
+    Ok(addrs)
+}
+
+/// How to check the relay's certificate on this attempt.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// As delivery does: configured CA, system roots or pin.
+    Configured,
+    /// Accept any certificate, only to show it after a failure.
+    Inspect,
+}
+
+/// One certificate of the relay's chain, as shown to the admin.
+#[derive(Debug, serde::Serialize)]
+pub struct CertFacts {
+    pub subject: String,
+    pub issuer: String,
+    pub not_after: String,
+    /// Negative when expired.
+    pub days_left: i64,
+    pub sha256: String,
+}
+
+/// An open session being diagnosed.
+pub struct Probe {
+    client: Client,
+    pub elapsed: Duration,
+}
+
+impl Probe {
+    /// TCP connect, greeting (and implicit TLS) and EHLO.
+    pub fn connect(
+        addr: &SocketAddr,
+        host: &Smarthost,
+        name: &str,
+        mode: Mode,
+        hello: &str,
+        trust: Trust,
+    ) -> Result<Probe, (&'static str, String)> {
+        let settings = match host.tls {
+            TlsMode::Implicit => Some(settings(host, name, mode, trust).map_err(|e| ("tls", e))?),
+            _ => None,
+        };
+        let started = Instant::now();
+        let wrap = settings.as_ref().map(|s| Wrap {
+            config: &s.config,
+            server_name: &s.server_name,
+        });
+        let client = Client::connect(addr, host.connect_timeout, wrap, hello).map_err(|e| {
+            let stage = match e {
+                super::smtp::Error::Tls(_) => "tls",
+                super::smtp::Error::Reply(_) => "banner",
+                _ => "connect",
+            };
+            (stage, e.to_string())
+        })?;
+        Ok(Probe {
+            client,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    pub fn greeting(&self) -> String {
+        self.client.greeting.text()
+    }
+
+    /// EHLO capabilities as the relay listed them (selected keywords).
+    pub fn capabilities(&self) -> Vec<String> {
+        let caps = &self.client.caps;
+        let mut out = Vec::new();
+        if caps.starttls {
+            out.push("STARTTLS".to_string());
+        }
+        if caps.pipelining {
+            out.push("PIPELINING".into());
+        }
+        match caps.size {
+            Some(0) => out.push("SIZE".into()),
+            Some(n) => out.push(format!("SIZE {n}")),
+            None => {}
+        }
+        if caps.eight_bit_mime {
+            out.push("8BITMIME".into());
+        }
+        if caps.smtputf8 {
+            out.push("SMTPUTF8".into());
+        }
+        if !caps.auth.is_empty() {
+            out.push(format!("AUTH {}", caps.auth.join(" ")));
+        }
+        out
+    }
+
+    pub fn offers_starttls(&self) -> bool {
+        self.client.caps.starttls
+    }
+
+    pub fn auth_mechanisms(&self) -> Vec<String> {
+        self.client.caps.auth.clone()
+    }
+
+    pub fn starttls(
+        &mut self,
+        host: &Smarthost,
+        name: &str,
+        mode: Mode,
+        hello: &str,
+        trust: Trust,
+    ) -> Result<(), String> {
+        let settings = settings(host, name, mode, trust)?;
+        self.client
+            .set_timeout(host.command_timeout)
+            .map_err(|e| e.to_string())?;
+        self.client
+            .starttls(
+                Wrap {
+                    config: &settings.config,
+                    server_name: &settings.server_name,
+                },
+                hello,
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    /// "TLSv1.3/TLS_AES_256_GCM_SHA384" once encrypted.
+    pub fn tls(&self) -> Option<String> {
+        self.client.tls_description()
+    }
+
+    pub fn chain(&self) -> Vec<CertFacts> {
+        self.client
+            .peer_certificates()
+            .iter()
+            .map(|der| cert_facts(der))
+            .collect()
+    }
+
+    /// AUTH as delivery would do it. Ok(mechanism) or the reason.
+    pub fn auth(&mut self, host: &Smarthost, secret: &str) -> Result<String, String> {
+        let Some(user) = &host.username else {
+            return Err("no username is configured".into());
+        };
+        let wanted: &[&str] = match host.auth {
+            AuthMethod::Plain => &["PLAIN"],
+            AuthMethod::Login => &["LOGIN"],
+            AuthMethod::Xoauth2 => &["XOAUTH2"],
+            AuthMethod::Auto | AuthMethod::None => &["PLAIN", "LOGIN"],
+        };
+        let mechanism = wanted
+            .iter()
+            .find(|m| self.client.caps.offers_auth(m))
+            .ok_or_else(|| {
+                format!(
+                    "the relay offers no {} authentication (it offers: {})",
+                    wanted.join(" or "),
+                    if self.client.caps.auth.is_empty() {
+                        "none".to_string()
+                    } else {
+                        self.client.caps.auth.join(" ")
+                    }
+                )
+            })?;
+        self.client
+            .auth(mechanism, user, secret)
+            .map(|()| mechanism.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends a short test message. Ok(the relay's final reply).
+    pub fn send_test(&mut self, from: &str, to: &str, hostname: &str) -> Result<String, String> {
+        let rcpt = [format!("RCPT TO:<{to}>")];
+        let (mail, rcpts, data) = self
+            .client
+            .envelope(&format!("MAIL FROM:<{from}>"), &rcpt)
+            .map_err(|e| e.to_string())?;
+        if !mail.is_positive() {
+            return Err(format!("MAIL FROM:<{from}> refused: {}", mail.text()));
+        }
+        if let Some(refused) = rcpts.iter().find(|r| !r.is_positive()) {
+            if data.as_ref().is_some_and(|d| d.code == 354) {
+                let _ = self.client.data(&mut std::io::empty());
+            }
+            return Err(format!("RCPT TO:<{to}> refused: {}", refused.text()));
+        }
+        match data {
+            Some(d) if d.code == 354 => {}
+            Some(d) => return Err(format!("DATA refused: {}", d.text())),
+            None => return Err("DATA was not reached".into()),
+        }
+        let date = chrono::Local::now().to_rfc2822();
+        let body = format!(
+            "From: <{from}>\r\nTo: <{to}>\r\nSubject: relaymail doctor test from {hostname}\r\nDate: {date}\r\nMessage-ID: <doctor.{}@{hostname}>\r\n\r\nThis is a test message sent by `relaymail doctor --send-to` on {hostname}.\r\nIf you can read it, mail from this host reaches you.\r\n",
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+        );
+        let reply = self
+            .client
+            .data(&mut body.as_bytes())
+            .map_err(|e| format!("{e:?}"))?;
+        if reply.is_positive() {
+            Ok(reply.text())
+        } else {
+            Err(reply.text())
+        }
+    }
+
+    pub fn quit(self) {
+        self.client.quit();
+    }
+}
+
+fn settings(
+    host: &Smarthost,
+    name: &str,
+    mode: Mode,
+    trust: Trust,
+) -> Result<tls::Settings, String> {
+    match trust {
+        Trust::Configured => tls::settings(host, name, mode),
+        Trust::Inspect => tls::inspection_settings(host, name),
+    }
+}
+
+fn cert_facts(der: &[u8]) -> CertFacts {
+    let sha256 = super::hex_colons(ring::digest::digest(&ring::digest::SHA256, der).as_ref());
+    match X509Certificate::from_der(der) {
+        Ok((_, cert)) => {
+            let not_after = cert.validity().not_after;
+            let days_left = (not_after.timestamp() - chrono::Utc::now().timestamp()) / 86_400;
+            CertFacts {
+                subject: cert.subject().to_string(),
+                issuer: cert.issuer().to_string(),
+                not_after: chrono::DateTime::from_timestamp(not_after.timestamp(), 0)
+                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default(),
+                days_left,
+                sha256,
+            }
+        }
+        Err(e) => CertFacts {
+            subject: format!("(unparsable certificate: {e})"),
+            issuer: String::new(),
+            not_after: String::new(),
+            days_left: 0,
+            sha256,
+        },
+    }
+}
