@@ -606,13 +606,135 @@ fn doctor_passes_against_postfix_on_both_ports_and_fails_a_wrong_password() {
         assert_eq!(out.status.code(), Some(0), "{tls}:\n{text}{}", stderr(&out));
         assert!(text.contains("OK    tls          TLSv1.3/"), "{text}");
         assert!(text.contains("OK    auth"), "{text}");
-        assert!(text.contains("relaymail interop CA"), "the chain is shown: {text}");
+        assert!(
+            text.contains("relaymail interop CA"),
+            "the chain is shown: {text}"
+        );
         assert!(!text.contains("interop-secret"));
     }
     let env = client(&postfix, postfix.submit, "starttls", "wrong-one", "");
     let out = env.run("relaymail", &["doctor"], b"");
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(69), "{text}");
-    assert!(text.contains("FAIL  auth         authentication failed: 535"), "{text}");
+    assert!(
+        text.contains("FAIL  auth         authentication failed: 535"),
+        "{text}"
+    );
     assert!(!text.contains("wrong-one"));
+}
+
+/// The syslog lines a test listener caught, as rsyslog writes them to
+/// /var/log/mail.log ("<22>Nov 23 22:00:10 relaymail[1]: ..." ->
+/// "Nov 23 22:00:10 testhost relaymail[1]: ...").
+fn as_mail_log(lines: &[String]) -> String {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let rest = l.split_once('>')?.1;
+            let (stamp, message) = (rest.get(..15)?, rest.get(16..)?);
+            Some(format!("{stamp} testhost {message}\n"))
+        })
+        .collect()
+}
+
+#[test]
+fn logwatch_summarises_a_log_from_postfix_deliveries() {
+    if !is_root() || !have("logwatch") || !have("unshare") {
+        return;
+    }
+    let sink = sink();
+    let Some(postfix) = Postfix::start(&sink, ">=TLSv1.2") else {
+        return;
+    };
+    let env = client(&postfix, postfix.submit, "starttls", "interop-secret", "");
+    let out = env.sendmail(
+        &[
+            "-odi",
+            "ok@example.net",
+            "reject550@example.net",
+            "temp450@example.net",
+            "blocked@example.net",
+        ],
+        "Subject: mixed\n\nb\n",
+    );
+    assert_exit(&out, 75, &env, "mixed outcomes");
+    let wrong = client(&postfix, postfix.submit, "starttls", "wrong-one", "");
+    assert_exit(
+        &wrong.sendmail(&["-odi", "ok@example.net"], "\nb\n"),
+        75,
+        &wrong,
+        "wrong password",
+    );
+    let mut lines = env.log_lines();
+    lines.extend(wrong.log_lines());
+
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("etc");
+    let package = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/logwatch");
+    for sub in ["conf/services", "scripts/services"] {
+        std::fs::create_dir_all(conf.join(sub)).unwrap();
+    }
+    std::fs::copy(
+        format!("{package}/conf/services/relaymail.conf"),
+        conf.join("conf/services/relaymail.conf"),
+    )
+    .unwrap();
+    std::fs::copy(
+        format!("{package}/scripts/services/relaymail"),
+        conf.join("scripts/services/relaymail"),
+    )
+    .unwrap();
+    let logs = dir.path().join("log");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::write(logs.join("mail.log"), as_mail_log(&lines)).unwrap();
+    // /etc/logwatch is logwatch's fixed configuration directory: a private
+    // mount namespace shows it our copy, leaving the real one untouched.
+    let script = format!(
+        "mkdir -p /etc/logwatch && mount --bind {} /etc/logwatch && exec logwatch --service relaymail --logdir {} --range All --output stdout --detail 10",
+        conf.display(),
+        logs.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let report = stdout(&out);
+    assert!(out.status.success(), "{report}{}", stderr(&out));
+    let value = |label: &str| -> u32 {
+        report
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label:?} in:\n{report}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("Messages queued:"), 2, "{report}");
+    // ok@, and the bounce report to the local sender.
+    assert_eq!(value("Recipients sent:"), 2, "{report}");
+    assert_eq!(value("Bounce reports sent:"), 1, "{report}");
+    assert_eq!(value("Recipients bounced:"), 2, "550 and 554: {report}");
+    assert_eq!(
+        value("Recipients deferred:"),
+        2,
+        "450 and the wrong password: {report}"
+    );
+    assert!(
+        report.contains("*** BLOCKLIST REJECTIONS: 1 ***"),
+        "{report}"
+    );
+    assert!(
+        report.contains("blocked using zen.spamhaus.org"),
+        "{report}"
+    );
+    assert!(
+        report.contains("*** AUTHENTICATION FAILURES: 1 ***"),
+        "{report}"
+    );
+    assert!(report.contains("550 5.1.1"), "top bounce reasons: {report}");
+    assert!(
+        report.contains("450 4.2.1"),
+        "top deferral reasons: {report}"
+    );
+    assert!(!report.contains("wrong-one") && !report.contains("interop-secret"));
 }

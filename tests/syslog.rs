@@ -137,3 +137,38 @@ fn config_errors_go_to_stderr_with_exit_78() {
         stderr(&out)
     );
 }
+
+/// A configuration error is logged to /dev/log (the configuration that
+/// would name another socket is the broken one). A private mount
+/// namespace shows this test's socket as /dev/log.
+#[test]
+fn a_configuration_error_is_logged_as_config_error() {
+    if !is_root() || !have("unshare") {
+        return;
+    }
+    let env = Env::new();
+    std::fs::write(&env.config, "[queue]\nmax_lifetime = \"forever\"\n").unwrap();
+    let relaymail = env.cmd("relaymail");
+    let program = relaymail.get_program().to_string_lossy().into_owned();
+    let script = format!(
+        "mount -t tmpfs tmpfs /dev && touch /dev/log && mount --bind {} /dev/log && exec {program} -C {} queue list",
+        env.log_path.display(),
+        env.config.display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let lines = env.log_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    // <19> = facility mail (2) * 8 + severity error (3).
+    assert!(lines[0].starts_with("<19>"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("event=config_error reason=")
+            && lines[0].contains("forever")
+            && lines[0].contains(&env.config.display().to_string()),
+        "{}",
+        lines[0]
+    );
+}

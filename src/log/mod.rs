@@ -248,12 +248,14 @@ fn connect(socket: &Path) -> Result<syslog::Logger<LoggerBackend, Formatter3164>
 const SYSLOG_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One `write` per line on an O_APPEND file, so concurrent writers never
-/// interleave within a line.
+/// interleave within a line. Opened for each line, so logrotate's
+/// `create` works without a signal. Group-writable: in system mode users'
+/// submissions append through the setgid relaymail group.
 fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
     let mut file = OpenOptions::new()
         .append(true)
         .create(true)
-        .mode(0o640)
+        .mode(0o660)
         .open(path)?;
     let mut buf = Vec::with_capacity(line.len() + 1);
     buf.extend_from_slice(line.as_bytes());

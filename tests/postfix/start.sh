@@ -8,7 +8,8 @@
 # and tls/client.key are one the CA signed.
 # Accepted mail is relayed to RELAYHOST (host:port; the tests point it at
 # relaymail's sink, to see exactly what arrived). Recipients:
-#   reject550@example.net -> 550 5.1.1, temp450@example.net -> 450 4.2.1
+#   reject550@example.net -> 550 5.1.1, temp450@example.net -> 450 4.2.1,
+#   blocked@example.net -> 554 5.7.1 ... blocked using zen.spamhaus.org
 #   (DIR/access; every session gets a fresh smtpd, max_use=1, so an edit
 #   takes effect at the next connection).
 # Usage: start.sh DIR SUBMIT_PORT SMTPS_PORT RELAYHOST [TLS_PROTOCOLS]
@@ -74,6 +75,7 @@ cat > "$dir/access" <<ACCESS
 reject550@example.net 550 5.1.1 <reject550@example.net>: Recipient address rejected: no such user
 ACCESS
 echo "temp450@example.net 450 4.2.1 <temp450@example.net>: Recipient address rejected: try again later" >> "$dir/access"
+echo "blocked@example.net 554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org" >> "$dir/access"
 
 cat > "$dir/etc/main.cf" <<CONF
 compatibility_level = 3.6

@@ -1,0 +1,1374 @@
+#!/usr/bin/env bash
+# bench/deliver.sh — delivery benchmark: relaymail vs. msmtp, dma, nullmailer, Postfix.
+#
+# Every program delivers to the same two loopback smarthosts, in one run:
+#   plain      Postfix's smtp-sink (counts sessions and messages, dumps each message);
+#   STARTTLS   `relaymail sink` with STARTTLS and AUTH (any credentials accepted).
+# Both stores live on /dev/shm, so that the servers are not the bottleneck.
+# Three measures:
+#   1. end to end: BENCH_MESSAGES messages of 2 KB, each submitted by its own
+#      `sendmail` process in a sequential loop, in the program's default delivery
+#      mode; timed from the first submission to the last arrival at the server;
+#   2. backlog: the same number of messages queued while the smarthost is down (with
+#      the program's queue-only mode where it has one), then the server is started
+#      and the program's queue run is timed until the last arrival; the SMTP
+#      sessions used are counted by the server; smtp-source gives the ceiling;
+#   3. one BENCH_BIG_MB MiB message: peak RSS of the delivering process.
+# Arrivals are counted and timed on the server side (smtp-sink's -c counters and
+# dump files, the sink's JSON event lines); every run checks that all messages
+# arrived exactly once, and that the program's queue is empty afterwards.
+#
+# The peers are Debian 12 packages fetched with `apt-get download` and unpacked with
+# `dpkg -x` into a temp dir (as in bench/submit.sh); none of them is installed.
+# dma and nullmailer have their paths compiled in (/etc/dma, /var/spool/dma,
+# /etc/nullmailer, /var/spool/nullmailer, /usr/lib/nullmailer, ...): they run in
+# private mount namespaces (unshare) where those paths show temp copies. Postfix is
+# the installed one, as a private instance (own config dir, queue and master) that
+# relays to the benchmark's smarthost. Nothing under /etc or /var is written.
+#
+# Usage (as root, Debian 12):  bash bench/deliver.sh
+# Environment knobs (defaults in brackets):
+#   BENCH_OUT        results dir for raw output [bench/results]; files are named deliver-*
+#   RELAYMAIL_BIN    relaymail binary [target/release/relaymail, built when missing or
+#                    older than the sources]
+#   BENCH_NO_BUILD   1 = never build; use RELAYMAIL_BIN as it is
+#   BENCH_PEERS      peers to measure ["msmtp dma nullmailer postfix"]
+#   BENCH_CASES      measures to run ["e2e backlog big ceiling"]
+#   BENCH_MESSAGES   messages per end-to-end and backlog run [1000]
+#   BENCH_BIG_MB     size of the big message in MiB [50]
+#   BENCH_TIMEOUT    limit for one submission loop or one queue run, seconds [180]
+#   BENCH_WAIT       how long to wait for the last arrivals once the loop or the
+#                    queue run is over, seconds [60]
+#   BENCH_TMPDIR     where the temp dir (the programs' queues) goes [$TMPDIR or /tmp];
+#                    it should be the disk you want to measure, not a tmpfs.
+set -euo pipefail
+
+# --------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_OUT=${BENCH_OUT:-$REPO_ROOT/bench/results}
+RELAYMAIL_BIN=${RELAYMAIL_BIN:-$REPO_ROOT/target/release/relaymail}
+BENCH_NO_BUILD=${BENCH_NO_BUILD:-0}
+BENCH_PEERS=${BENCH_PEERS:-msmtp dma nullmailer postfix}
+BENCH_CASES=${BENCH_CASES:-e2e backlog big ceiling}
+N=${BENCH_MESSAGES:-1000}
+BIG_MB=${BENCH_BIG_MB:-50}
+TIMEOUT=${BENCH_TIMEOUT:-180}
+WAIT=${BENCH_WAIT:-60}
+
+SENDER=bench@example.com
+RCPT=rcpt@example.com
+AUTH_USER=bench
+AUTH_PASS=bench-secret
+TOKEN="rmdlv$$x$RANDOM"   # marker in every Subject of this run
+
+PYTHON=/usr/bin/python3
+T=""               # temp dir on disk: the programs' queues, configs, messages
+S=""               # temp dir on /dev/shm: the servers' stores
+USE_NS=0           # 1 when private mount namespaces are available
+PROGRAMS=()        # relaymail first, then the peers, in table order
+SKIPPED=()         # "program: reason" for peers that cannot run at all
+BUILD_NOTE=""      # how the relaymail binary was obtained
+
+# The running server (at most one at a time) and the program's daemons.
+SRV_PID="" SRV_KIND="" SRV_FEED="" SRV_STORE="" SRV_PORT="" SRV_DIR=""
+RUN_N=0 RUN_MINSIZE=0 NM_PID="" BIG=""
+DAEMON_PIDS=()     # nullmailer-send and similar, by pid
+PF_DIRS=()         # private Postfix instances started (stopped at exit)
+
+# Per-program settings for the current run, set by <program>_config:
+#   SUBMIT    command that takes one message on stdin, default delivery mode
+#   SUBMIT_Q  the same, queue only (for the backlog and the big message)
+#   FLUSH     the queue run; FLUSH_BIG the one timed with /usr/bin/time -v
+#   NSPFX     prefix that runs a command where the program finds its fixed paths
+#   XENV      environment assignments for every command of the program
+SUBMIT="" SUBMIT_Q="" FLUSH="" FLUSH_BIG="" NSPFX="" XENV=""
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+fs_type() { findmnt -no FSTYPE -T "$1" 2>/dev/null || stat -f -c %T "$1"; }
+py() { "$PYTHON" "$T/bench.py" "$@"; }
+has_case() { [[ " $BENCH_CASES " == *" $1 "* ]]; }
+
+# --------------------------------------------------------------------------
+# Temp dirs and cleanup
+# --------------------------------------------------------------------------
+
+# kill_pid PID: TERM, then KILL after 3 s; never waits longer.
+kill_pid() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 30); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Processes started from the temp dir (delivery children that detached, such as
+# dma's and relaymail's background deliveries), except the running server.
+kill_strays() {
+    [[ -n $T ]] || return 0
+    local p exe n=0
+    for p in /proc/[0-9]*; do
+        exe=$(readlink "$p/exe" 2>/dev/null) || continue
+        [[ $exe == "$T"/* ]] || continue
+        [[ ${p#/proc/} == "$SRV_PID" || ${p#/proc/} == "$$" ]] && continue
+        kill -TERM "${p#/proc/}" 2>/dev/null && n=$((n + 1))
+    done
+    echo "$n"
+}
+
+stop_postfix() {
+    local d=$1 pid
+    [[ -f $d/queue/pid/master.pid ]] || return 0
+    pid=$(tr -dc '0-9' <"$d/queue/pid/master.pid")
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+    timeout 30 postfix -c "$d/etc" stop >/dev/null 2>&1 || true
+    kill_pid "$pid"
+}
+
+cleanup() {
+    local pid d
+    set +e
+    for pid in "${DAEMON_PIDS[@]}"; do kill_pid "$pid"; done
+    for d in "${PF_DIRS[@]}"; do stop_postfix "$d"; done
+    [[ -n $SRV_PID ]] && kill_pid "$SRV_PID"
+    kill_strays >/dev/null
+    sleep 0.2
+    [[ -n $S && -d $S ]] && rm -rf -- "$S"
+    [[ -n $T && -d $T ]] && rm -rf -- "$T"
+}
+
+setup_tmp() {
+    local base=${BENCH_TMPDIR:-${TMPDIR:-/tmp}} fs
+    T=$(mktemp -d "$base/relaymail-deliver.XXXXXX")
+    [[ $T != *[[:space:]]* ]] || die "the temp dir path must not contain spaces: $T"
+    # nullmailer (mail), Postfix (postfix) and smtp-sink (nobody) must traverse it.
+    chmod 755 "$T"
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    fs=$(fs_type "$T")
+    log "temp dir $T (filesystem: $fs)"
+    if [[ $fs == tmpfs || $fs == ramfs ]]; then
+        log "WARNING: $T is on $fs: the programs' fsyncs cost nothing there; set BENCH_TMPDIR to a disk."
+    fi
+    if [[ -d /dev/shm && -w /dev/shm ]]; then
+        S=$(mktemp -d /dev/shm/relaymail-deliver.XXXXXX)
+    else
+        S=$(mktemp -d "$T/shm.XXXXXX")
+        log "WARNING: no /dev/shm: the servers store on $(fs_type "$S")"
+    fi
+    chmod 755 "$S"
+    mkdir -p "$T/w"
+    : >"$T/versions.txt"
+}
+
+# --------------------------------------------------------------------------
+# Tools
+# --------------------------------------------------------------------------
+require_root() {
+    [[ $(id -u) -eq 0 ]] || die "run as root (mount namespaces, a Postfix instance, apt-get)"
+}
+
+# Install what is missing: GNU time, python3, util-linux (unshare, setpriv) and
+# libsasl2-modules (PLAIN/LOGIN for Postfix's SASL client). Never an MTA: Postfix
+# must already be installed (the test suite uses it, and it provides smtp-sink).
+ensure_tools() {
+    local need=()
+    [[ -x /usr/bin/time ]] || need+=(time)
+    [[ -x $PYTHON ]] || need+=(python3)
+    command -v unshare >/dev/null && command -v setpriv >/dev/null || need+=(util-linux)
+    dpkg -s libsasl2-modules >/dev/null 2>&1 || need+=(libsasl2-modules)
+    if ((${#need[@]})); then
+        log "apt-get update; installing: ${need[*]}"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    fi
+    dpkg -s postfix >/dev/null 2>&1 && [[ -x /usr/sbin/smtp-sink && -x /usr/sbin/smtp-source ]] ||
+        die "Postfix must be installed (it provides smtp-sink, smtp-source and the postfix peer); this script never installs an MTA"
+    [[ $(dpkg -S /usr/sbin/sendmail 2>/dev/null) == postfix:* ]] ||
+        die "/usr/sbin/sendmail does not belong to the postfix package"
+}
+
+detect_namespace() {
+    if unshare --mount --propagation private true 2>/dev/null; then
+        USE_NS=1
+    else
+        USE_NS=0
+        log "private mount namespaces are NOT available: dma and nullmailer will be skipped"
+    fi
+}
+
+# fetch_deb NAME: download NAME's .deb, unpack it to $T/root-NAME, and install the
+# shared libraries it depends on (plain lib* packages, never an MTA) if missing.
+fetch_deb() {
+    local name=$1 deb dep libs=()
+    mkdir -p "$T/debs"
+    if ! (cd "$T/debs" && apt-get download -qq -o APT::Sandbox::User=root "$name" >/dev/null 2>&1); then
+        log "apt-get update (for $name)"
+        apt-get update -qq >/dev/null
+        (cd "$T/debs" && apt-get download -qq -o APT::Sandbox::User=root "$name" >/dev/null)
+    fi
+    deb=$(ls "$T/debs/${name}"_*.deb)
+    mkdir -p "$T/root-$name"
+    dpkg -x "$deb" "$T/root-$name"
+    echo "$name $(dpkg-deb -f "$deb" Version)" >>"$T/versions.txt"
+    for dep in $(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/[|(].*//; s/ //g'); do
+        if [[ $dep == lib* ]] && ! dpkg -s "$dep" >/dev/null 2>&1; then
+            libs+=("$dep")
+        fi
+    done
+    if ((${#libs[@]})); then
+        log "installing libraries for $name: ${libs[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${libs[@]}" >/dev/null
+    fi
+}
+
+# --------------------------------------------------------------------------
+# Generated helpers: bench.py (messages, waiting, counting, report), in-ns.sh, loop.sh
+# --------------------------------------------------------------------------
+write_helpers() {
+    cat >"$T/bench.py" <<'PY'
+"""Helpers for bench/deliver.sh: messages, waits, server-side counts, the report."""
+import base64, datetime, email.utils, json, os, re, socket, sys, textwrap, time
+
+SENTENCES = [
+    "The nightly backups completed on all hosts and the restore test passed.",
+    "Disk usage on the build machines is stable at about sixty percent.",
+    "Two certificates expire next month and renewals have been scheduled.",
+    "The mail relay queued every cron report without a single deferral.",
+    "Please review the attached checklist before the maintenance window.",
+    "No action is needed from you unless something below looks wrong.",
+]
+
+def subject(token, label, seq, n):
+    return f"DLV {token} {label} {seq}/{n}"
+
+def gen(d, n, token, label, sender, rcpt):
+    """N messages of exactly 2048 bytes, each with its own Subject and Message-ID."""
+    os.makedirs(d, exist_ok=True)
+    n = int(n)
+    paras, i = [], 0
+    while sum(len(p) for p in paras) < 4000:
+        paras.append(textwrap.fill(" ".join(SENTENCES[(i + k) % 6] for k in range(4)), 72))
+        i += 1
+    body = "Hello team,\n\n" + "\n\n".join(paras)
+    date = email.utils.formatdate(localtime=True)
+    for seq in range(1, n + 1):
+        headers = (
+            f"From: Bench Sender <{sender}>\n"
+            f"To: Bench Recipient <{rcpt}>\n"
+            f"Subject: {subject(token, label, seq, n)}\n"
+            f"Date: {date}\n"
+            f"Message-ID: <{token}.{label}.{seq}@example.com>\n"
+            "MIME-Version: 1.0\n"
+            "Content-Type: text/plain; charset=utf-8\n"
+            "Content-Transfer-Encoding: 7bit\n"
+            "\n"
+        )
+        data = (headers + body).encode()[:2047] + b"\n"
+        with open(os.path.join(d, "%06d.eml" % seq), "wb") as f:
+            f.write(data)
+
+def big(path, mb, token, sender, rcpt):
+    """A ~MB MiB MIME message: a short text part and a base64 attachment (76-char lines)."""
+    target = int(mb) * 1024 * 1024
+    lines = (target - 1024) // 77
+    head = (
+        f"From: Bench Sender <{sender}>\n"
+        f"To: Bench Recipient <{rcpt}>\n"
+        f"Subject: {subject(token, 'big', 1, 1)}\n"
+        f"Date: {email.utils.formatdate(localtime=True)}\n"
+        f"Message-ID: <{token}.big@example.com>\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="=_bench_boundary"\n\n'
+        "--=_bench_boundary\nContent-Type: text/plain; charset=utf-8\n\n"
+        "The archive for this quarter is attached.\n\n"
+        '--=_bench_boundary\nContent-Type: application/octet-stream; name="archive.bin"\n'
+        'Content-Disposition: attachment; filename="archive.bin"\n'
+        "Content-Transfer-Encoding: base64\n\n"
+    )
+    with open(path, "wb") as f:
+        f.write(head.encode())
+        f.write(base64.encodebytes(os.urandom(lines * 57)))
+        f.write(b"--=_bench_boundary--\n")
+
+def freeport():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    print(s.getsockname()[1])
+    s.close()
+
+def tcp_states(port):
+    """States (hex strings) of the TCP sockets whose local port is PORT."""
+    port, out = int(port), []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(name).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 3 and int(f[1].rsplit(":", 1)[1], 16) == port:
+                out.append(f[3])
+    return out
+
+def listening(port, timeout):
+    end = time.time() + float(timeout)
+    while time.time() < end:
+        if "0A" in tcp_states(port):
+            return 0
+        time.sleep(0.02)
+    return 1
+
+def idle(port, timeout):
+    """Wait until no established connection is left on the server's port."""
+    end = time.time() + float(timeout)
+    while True:
+        n = tcp_states(port).count("01")
+        if n == 0 or time.time() > end:
+            print(n)
+            return 0 if n == 0 else 1
+        time.sleep(0.05)
+
+def sink_counters(path):
+    """The last 'sess=N quit=N mesg=N' of smtp-sink -c (stdout)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 400))
+            tail = f.read()
+    except OSError:
+        return 0, 0
+    m = re.findall(rb"sess=(\d+) quit=(\d+) mesg=(\d+)", tail)
+    if not m:
+        return 0, 0
+    return int(m[-1][0]), int(m[-1][2])
+
+class LineCounter:
+    def __init__(self, path):
+        self.path, self.pos, self.n = path, 0, 0
+    def count(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                data = f.read()
+        except OSError:
+            return self.n
+        self.pos += len(data)
+        self.n += data.count(b"\n")
+        return self.n
+
+def wait(kind, path, target, timeout, flag, grace):
+    """Poll the server's count until TARGET; after FLAG appears, give it GRACE more s."""
+    target, start = int(target), time.time()
+    end, graced = start + float(timeout), False
+    lc = LineCounter(path)
+    while True:
+        c = sink_counters(path)[1] if kind == "plain" else lc.count()
+        now = time.time()
+        if c >= target:
+            print(json.dumps({"reached": True, "count": c, "seen": now}))
+            return 0
+        if not graced and os.path.exists(flag):
+            graced, end = True, min(end, now + float(grace))
+        if now > end:
+            print(json.dumps({"reached": False, "count": c, "seen": now}))
+            return 1
+        time.sleep(0.02)
+
+def parse_time(s):
+    """RFC 3339 with up to 9 fractional digits -> epoch seconds (float)."""
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", s)
+    base = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")
+    tz = m.group(3)
+    off = 0 if tz == "Z" else (1 if tz[0] == "+" else -1) * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
+    frac = float("0." + m.group(2)) if m.group(2) else 0.0
+    return base.replace(tzinfo=datetime.timezone.utc).timestamp() - off + frac
+
+def inspect(kind, store, token, label):
+    """What this run delivered: total and distinct messages of LABEL, the last
+    arrival (server's time), sessions (sink: distinct client address:port) and the
+    largest stored size."""
+    pat = re.compile(r"^Subject: DLV %s %s (\d+)/" % (re.escape(token), re.escape(label)), re.M)
+    seqs, total, last, first, maxsize, clients = set(), 0, None, None, 0, set()
+    if kind == "plain":
+        for name in os.listdir(store):
+            p = os.path.join(store, name)
+            st = os.stat(p)
+            with open(p, "rb") as f:
+                head = f.read(16384).decode("latin-1")
+            m = pat.search(head)
+            if not m:
+                continue
+            total += 1
+            seqs.add(int(m.group(1)))
+            t = st.st_mtime_ns / 1e9
+            last = t if last is None else max(last, t)
+            first = t if first is None else min(first, t)
+            maxsize = max(maxsize, st.st_size)
+        sessions = None
+    else:
+        spat = re.compile(r"^DLV %s %s (\d+)/" % (re.escape(token), re.escape(label)))
+        try:
+            lines = open(store).read().splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            m = spat.match(ev.get("subject") or "")
+            if not m:
+                continue
+            total += 1
+            seqs.add(int(m.group(1)))
+            clients.add(ev.get("client"))
+            t = parse_time(ev["time"])
+            last = t if last is None else max(last, t)
+            first = t if first is None else min(first, t)
+            maxsize = max(maxsize, int(ev.get("size") or 0))
+        sessions = len(clients)
+    print(json.dumps({"total": total, "distinct": len(seqs), "last": last, "first": first,
+                      "sessions": sessions, "max_size": maxsize}))
+
+def children_hwm(ppid):
+    """VmHWM of every child of PPID: [(pid, comm, kB)], largest first."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{d}/stat").read()
+            pp = int(stat.rsplit(")", 1)[1].split()[1])
+            if pp != int(ppid):
+                continue
+            comm = open(f"/proc/{d}/comm").read().strip()
+            hwm = re.search(r"VmHWM:\s+(\d+) kB", open(f"/proc/{d}/status").read())
+            out.append((int(d), comm, int(hwm.group(1)) if hwm else 0))
+        except (OSError, IndexError, ValueError):
+            continue
+    out.sort(key=lambda x: -x[2])
+    print(json.dumps(out))
+
+def time_rss(path):
+    m = re.findall(r"Maximum resident set size \(kbytes\): (\d+)", open(path).read())
+    print(m[-1] if m else "")
+
+def fingerprint(pem, sep):
+    import hashlib, ssl
+    der = ssl.PEM_cert_to_DER_cert(open(pem).read())
+    h = hashlib.sha256(der).hexdigest().upper()
+    print(sep.join(h[i:i + 2] for i in range(0, len(h), 2)))
+
+def record(path, *kv):
+    row = {}
+    for item in kv:
+        k, v = item.split("=", 1)
+        if v == "":
+            row[k] = None
+            continue
+        for conv in (int, float):
+            try:
+                row[k] = conv(v)
+                break
+            except ValueError:
+                pass
+        else:
+            row[k] = v
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+# ---------------------------------------------------------------- report
+def report(results, n, big_bytes, out_json):
+    rows = [json.loads(l) for l in open(results) if l.strip()]
+    by = {}
+    for r in rows:
+        by.setdefault(r["case"], []).append(r)
+
+    def ratio(v, ref):
+        return "%.2f" % (v / ref) if v and ref else "-"
+
+    def rm_of(case, key):
+        for r in by.get(case, []):
+            if r["program"] == "relaymail" and r["status"] == "ok":
+                return r.get(key)
+        return None
+
+    titles = {
+        "e2e-plain": "1a. End to end, plain smarthost (smtp-sink): %d messages, one sendmail process each, default delivery mode" % n,
+        "e2e-tls": "1b. End to end, STARTTLS+AUTH smarthost (relaymail sink): %d messages, one sendmail process each, default delivery mode" % n,
+        "backlog-plain": "2a. Backlog of %d queued messages, queue run, plain smarthost (smtp-sink)" % n,
+        "backlog-tls": "2b. Backlog of %d queued messages, queue run, STARTTLS+AUTH smarthost (relaymail sink)" % n,
+        "big": "3. One %.1f MiB message (%d bytes), queue run, plain smarthost: peak RSS of the delivering process" % (big_bytes / 1048576, big_bytes),
+    }
+    for case in ("e2e-plain", "e2e-tls", "backlog-plain", "backlog-tls", "ceiling", "big"):
+        if case not in by:
+            continue
+        print()
+        if case == "ceiling":
+            print("2c. Ceiling: Postfix smtp-source -> smtp-sink, %d messages of ~2 KB, no queue" % n)
+            fmt = "{:<34} {:>8} {:>9} {:>8}  {}"
+            print(fmt.format("client", "msg/s", "sessions", "total s", "status"))
+            print("-" * 78)
+            for r in by[case]:
+                print(fmt.format(r["program"], "%.1f" % r["msg_s"] if r.get("msg_s") else "-",
+                                 r["sessions"] if r.get("sessions") is not None else "-",
+                                 "%.2f" % r["elapsed"] if r.get("elapsed") else "-", r["status"]))
+            continue
+        print(titles[case])
+        if case == "big":
+            ref = rm_of(case, "rss_kib")
+            fmt = "{:<11} {:>12} {:>9} {:<24} {:>9} {:>9}  {}"
+            print(fmt.format("program", "peak RSS MiB", "x relaym.", "process", "arrived s", "sessions", "status"))
+            print("-" * 100)
+            for r in by[case]:
+                ok = r["status"] == "ok"
+                rss = r.get("rss_kib")
+                print(fmt.format(r["program"], "%.1f" % (rss / 1024) if rss else "-",
+                                 ratio(rss, ref) if ok else "-", (r.get("rss_proc") or "-")[:24],
+                                 "%.2f" % r["elapsed"] if r.get("elapsed") else "-",
+                                 r["sessions"] if r.get("sessions") is not None else "-",
+                                 r["status"]))
+            continue
+        ref = rm_of(case, "msg_s")
+        second = "submit s" if case.startswith("e2e") else "queue s"
+        fmt = "{:<11} {:>8} {:>9} {:>9} {:>8} {:>9}  {}"
+        print(fmt.format("program", "msg/s", "x relaym.", "sessions", "total s", second, "status"))
+        print("-" * 100)
+        for r in by[case]:
+            ok = r["status"] == "ok"
+            other = r.get("submit_s") if case.startswith("e2e") else r.get("queue_s")
+            print(fmt.format(r["program"], "%.1f" % r["msg_s"] if ok and r.get("msg_s") else "-",
+                             ratio(r.get("msg_s"), ref) if ok else "-",
+                             r["sessions"] if r.get("sessions") is not None else "-",
+                             "%.2f" % r["elapsed"] if ok and r.get("elapsed") else "-",
+                             "%.2f" % other if other else "-", r["status"]))
+    print()
+    print("x relaym. = the program's figure / relaymail's (msg/s: above 1.00 is faster than relaymail;")
+    print("RSS: above 1.00 uses more memory). total s = first submission (e2e) or start of the queue")
+    print("run (backlog) -> last arrival, server's clock. sessions = SMTP sessions seen by the server.")
+    notes = [r for r in rows if r.get("note")]
+    if notes:
+        print()
+        for r in notes:
+            print("note: %s %s: %s" % (r["case"], r["program"], r["note"]))
+    json.dump(rows, open(out_json, "w"), indent=1)
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    fn = {"gen": gen, "big": big, "freeport": freeport, "listening": listening, "idle": idle,
+          "wait": wait, "inspect": inspect, "children_hwm": children_hwm, "time_rss": time_rss,
+          "fingerprint": fingerprint, "record": record, "report": report,
+          "sess": lambda p: print(sink_counters(p)[0])}[cmd]
+    rc = fn(*args)
+    sys.exit(rc or 0)
+PY
+
+    # in-ns.sh VARSPOOL ETCTOP NMROOT CMD...: run under `unshare --mount`. /var/spool
+    # shows VARSPOOL; /etc shows ETCTOP layered over the real /etc (read-only
+    # overlay), with ETCTOP/dma and ETCTOP/nullmailer bound over /etc/dma and
+    # /etc/nullmailer (so that a host's own config would be hidden); with NMROOT,
+    # nullmailer's usr/sbin, usr/bin and usr/lib are layered over the system's.
+    cat >"$T/in-ns.sh" <<'SH'
+#!/usr/bin/env bash
+set -euo pipefail
+varspool=$1 etctop=$2 nmroot=$3
+shift 3
+mount --bind "$varspool" /var/spool
+mount -t overlay overlay -o "lowerdir=$etctop:/etc" /etc
+for d in dma nullmailer; do
+    if [[ -d $etctop/$d ]]; then mount --bind "$etctop/$d" "/etc/$d"; fi
+done
+if [[ $nmroot != - ]]; then
+    for d in usr/sbin usr/bin usr/lib; do
+        mount -t overlay overlay -o "lowerdir=$nmroot/$d:/$d" "/$d"
+    done
+fi
+exec "$@"
+SH
+    chmod 755 "$T/in-ns.sh"
+
+    # loop.sh STAMPS MSGDIR CMD...: give every MSGDIR/*.eml, in name order, to its
+    # own CMD process on stdin, one after the other.
+    cat >"$T/loop.sh" <<'SH'
+#!/usr/bin/env bash
+set -u
+stamps=$1 dir=$2
+shift 2
+fail=0 n=0
+start=$EPOCHREALTIME
+echo "$start" >"$stamps.start"
+for f in "$dir"/*.eml; do
+    "$@" <"$f" >/dev/null 2>>"$stamps.err" || fail=$((fail + 1))
+    n=$((n + 1))
+done
+echo "$start $EPOCHREALTIME $n $fail" >"$stamps"
+SH
+    chmod 755 "$T/loop.sh"
+}
+
+# --------------------------------------------------------------------------
+# relaymail (the sendmail face and the queue runner) and its sink (the TLS server)
+# --------------------------------------------------------------------------
+RM_DIR="" SINK_BIN="" SINK_STATE="" CERT="" FP_COLON="" FP_HEX=""
+
+# Build when the binary is missing or older than the sources (unless BENCH_NO_BUILD=1).
+# If the build fails but a binary exists, it is used, and the report says so.
+setup_relaymail() {
+    local stale=0 newer=""
+    if [[ ! -x $RELAYMAIL_BIN ]]; then
+        stale=1
+    elif [[ $RELAYMAIL_BIN == "$REPO_ROOT/target/release/relaymail" ]]; then
+        newer=$(find "$REPO_ROOT/src" "$REPO_ROOT/Cargo.toml" "$REPO_ROOT/Cargo.lock" -newer "$RELAYMAIL_BIN" -print -quit 2>/dev/null || true)
+        [[ -n $newer ]] && stale=1
+    fi
+    BUILD_NOTE="as found"
+    if ((stale)) && [[ $BENCH_NO_BUILD != 1 ]]; then
+        command -v cargo >/dev/null || die "$RELAYMAIL_BIN is missing or stale and cargo is not installed"
+        log "building relaymail (cargo build --release)"
+        if (cd "$REPO_ROOT" && cargo build --release) >"$T/cargo-build.log" 2>&1; then
+            BUILD_NOTE="built by this run"
+        elif [[ -x $RELAYMAIL_BIN ]]; then
+            BUILD_NOTE="STALE: cargo build --release failed, the existing (older) binary was used"
+            log "WARNING: cargo build failed (see below); using the existing binary $RELAYMAIL_BIN"
+            tail -20 "$T/cargo-build.log" >&2
+        else
+            tail -40 "$T/cargo-build.log" >&2
+            die "cargo build --release failed"
+        fi
+    elif ((stale)); then
+        BUILD_NOTE="older than the sources (BENCH_NO_BUILD=1)"
+    fi
+    [[ -x $RELAYMAIL_BIN ]] || die "no relaymail binary at $RELAYMAIL_BIN"
+    # Private copies, so that a concurrent rebuild cannot swap the binary mid-run.
+    # The sink gets its own copy, so that stray-process cleanup can tell them apart.
+    RM_DIR=$T/relaymail
+    mkdir -p "$RM_DIR/bin" "$T/sink"
+    cp "$RELAYMAIL_BIN" "$RM_DIR/bin/relaymail"
+    ln -s relaymail "$RM_DIR/bin/sendmail"
+    SINK_BIN=$T/sink/relaymail-sink
+    cp "$RELAYMAIL_BIN" "$SINK_BIN"
+    "$SINK_BIN" sink --help 2>/dev/null | grep -q -- '--listener' || die "$RELAYMAIL_BIN has no usable 'sink' subcommand"
+    echo "relaymail $("$RM_DIR/bin/relaymail" --version 2>/dev/null | head -1) ($BUILD_NOTE; sha256 $(sha256sum "$RELAYMAIL_BIN" | cut -c1-16))" >>"$T/versions.txt"
+    printf '%s\n' "$AUTH_PASS" >"$T/password"
+    chmod 600 "$T/password"
+
+    # Start the sink once to have it generate its certificate; every program is
+    # configured to trust exactly that certificate (CA file or pinned fingerprint).
+    SINK_STATE=$S/sink-state
+    mkdir -p "$SINK_STATE"
+    cat >"$T/sink/sink.toml" <<EOF
+hostname = "sink.example.com"
+[log]
+syslog = false
+EOF
+    local port
+    port=$(py freeport)
+    start_server tls "$port" "$T/w/sink-init" || die "relaymail sink did not start (see $T/w/sink-init)"
+    stop_server
+    CERT=$SINK_STATE/sink-cert.pem
+    [[ -s $CERT ]] || die "the sink did not write $CERT"
+    chmod 644 "$CERT"
+    FP_COLON=$(py fingerprint "$CERT" :)
+    FP_HEX=$(py fingerprint "$CERT" "")
+}
+
+relaymail_config() {
+    local W=$1 kind=$2 port=$3 cfg=$1/relaymail.toml
+    mkdir -p "$W/spool"
+    {
+        echo "hostname = \"bench.example.com\""
+        echo "spool_dir = \"$W/spool\""
+        echo "[smarthost]"
+        echo "host = \"127.0.0.1\""
+        echo "port = $port"
+        if [[ $kind == tls ]]; then
+            echo "tls = \"starttls\""
+            echo "ca_file = \"$CERT\""
+            echo "tls_server_name = \"localhost\""
+            echo "username = \"$AUTH_USER\""
+            echo "password_file = \"$T/password\""
+        else
+            echo "tls = \"none\""
+        fi
+        echo "connections = 4"
+        echo "[rewrite]"
+        echo "aliases_file = \"\""
+        echo "[queue]"
+        echo "max_message_size = \"1GiB\""
+        echo "[log]"
+        echo "syslog = false"
+    } >"$cfg"
+    SUBMIT="$RM_DIR/bin/sendmail -C $cfg -i -f $SENDER $RCPT"
+    SUBMIT_Q="$RM_DIR/bin/sendmail -C $cfg -odq -i -f $SENDER $RCPT"
+    FLUSH="$RM_DIR/bin/relaymail -C $cfg flush"
+    FLUSH_BIG=$FLUSH
+    NSPFX="" XENV=""
+}
+relaymail_start() { :; }
+relaymail_stop() { :; }
+relaymail_queued() { find "$1/spool/queue" -type f 2>/dev/null | wc -l; }
+relaymail_settle() { :; }
+
+# --------------------------------------------------------------------------
+# msmtp: a plain client (delivers in the foreground); its queue is the packaged
+# msmtpq script (/usr/libexec/msmtp/msmtpq/msmtpq): `msmtpq` queues a message when
+# msmtp fails, `msmtpq --q-mgmt -r` (what `msmtp-queue -r` runs) sends the queue,
+# one msmtp process per message.
+# --------------------------------------------------------------------------
+MSMTP_BIN="" MSMTPQ=""
+setup_msmtp() {
+    fetch_deb msmtp
+    MSMTP_BIN=$T/root-msmtp/usr/bin/msmtp
+    MSMTPQ=$T/root-msmtp/usr/libexec/msmtp/msmtpq/msmtpq
+    [[ -x $MSMTP_BIN ]] || die "msmtp not found in the package"
+    "$MSMTP_BIN" --version >/dev/null || die "msmtp does not run (missing libraries?)"
+    [[ -f $MSMTPQ ]] || MSMTPQ=""
+}
+msmtp_config() {
+    local W=$1 kind=$2 port=$3 rc=$1/msmtprc
+    mkdir -p "$W/queue"
+    {
+        echo "defaults"
+        echo "syslog off"
+        echo "account default"
+        echo "host 127.0.0.1"
+        echo "port $port"
+        echo "domain bench.example.com"
+        echo "from $SENDER"
+        if [[ $kind == tls ]]; then
+            echo "tls on"
+            echo "tls_starttls on"
+            echo "tls_trust_file $CERT"
+            echo "tls_host_override localhost"
+            echo "auth on"
+            echo "user $AUTH_USER"
+            echo "password $AUTH_PASS"
+        else
+            echo "tls off"
+            echo "auth off"
+        fi
+    } >"$rc"
+    chmod 600 "$rc"
+    # msmtpq runs "$MSMTP" with the arguments it saved: a wrapper adds -C.
+    printf '#!/bin/sh\nexec %s -C %s "$@"\n' "$MSMTP_BIN" "$rc" >"$W/msmtp"
+    chmod 755 "$W/msmtp"
+    SUBMIT="$MSMTP_BIN -C $rc -i -f $SENDER $RCPT"
+    XENV="MSMTP=$W/msmtp MSMTPQ_Q=$W/queue MSMTPQ_LOG=$W/msmtpq.log EMAIL_CONN_TEST=x EMAIL_QUEUE_QUIET=t"
+    if [[ -n $MSMTPQ ]]; then
+        SUBMIT_Q="/bin/bash $MSMTPQ -i -f $SENDER $RCPT"
+        FLUSH="/bin/bash $MSMTPQ --q-mgmt -r"
+    else
+        SUBMIT_Q="" FLUSH=""
+    fi
+    FLUSH_BIG=$FLUSH
+    NSPFX=""
+}
+msmtp_start() { :; }
+msmtp_stop() { :; }
+msmtp_queued() { find "$1/queue" -name '*.mail' 2>/dev/null | wc -l; }
+msmtp_settle() { :; }
+
+# --------------------------------------------------------------------------
+# dma: spool /var/spool/dma and config /etc/dma are compiled in; it runs in a
+# private mount namespace (see in-ns.sh). As root it drops to the mail user.
+# Default mode: `sendmail` queues, then forks a detached process that delivers.
+# `sendmail -bq` only queues; `dma -q` runs the queue (it daemonizes and forks one
+# delivery process per message); `dma -D -q` does the same in the foreground, and
+# with a single queued message delivers it in that very process.
+# --------------------------------------------------------------------------
+DMA_ROOT=""
+setup_dma() {
+    ((USE_NS)) || { SKIPPED+=("dma: needs private mount namespaces"); return 1; }
+    fetch_deb dma
+    DMA_ROOT=$T/root-dma
+    [[ -x $DMA_ROOT/usr/sbin/dma ]] || die "dma not found in the package"
+}
+dma_config() {
+    local W=$1 kind=$2 port=$3
+    mkdir -p "$W/varspool/dma" "$W/etc/dma"
+    chown root:mail "$W/varspool/dma"
+    chmod 2770 "$W/varspool/dma"
+    {
+        echo "SMARTHOST 127.0.0.1"
+        echo "PORT $port"
+        echo "MAILNAME bench.example.com"
+        echo "SPOOLDIR /var/spool/dma"
+        echo "NULLCLIENT"
+        if [[ $kind == tls ]]; then
+            echo "SECURETRANSFER"
+            echo "STARTTLS"
+            echo "FINGERPRINT $FP_HEX"
+            echo "AUTHPATH /etc/dma/auth.conf"
+        fi
+    } >"$W/etc/dma/dma.conf"
+    echo "$AUTH_USER|127.0.0.1:$AUTH_PASS" >"$W/etc/dma/auth.conf"
+    chown root:mail "$W/etc/dma/dma.conf" "$W/etc/dma/auth.conf"
+    chmod 640 "$W/etc/dma/dma.conf" "$W/etc/dma/auth.conf"
+    SUBMIT="$DMA_ROOT/usr/sbin/sendmail -i -f $SENDER $RCPT"
+    SUBMIT_Q="$DMA_ROOT/usr/sbin/sendmail -bq -i -f $SENDER $RCPT"
+    FLUSH="$DMA_ROOT/usr/sbin/dma -q"
+    FLUSH_BIG="$DMA_ROOT/usr/sbin/dma -D -q"
+    NSPFX="unshare --mount --propagation private -- $T/in-ns.sh $W/varspool $W/etc -"
+    XENV=""
+}
+dma_start() { :; }
+dma_stop() { :; }
+dma_queued() { find "$1/varspool/dma" -type f -name 'Q*' 2>/dev/null | wc -l; }
+dma_settle() { :; }
+
+# --------------------------------------------------------------------------
+# nullmailer: /etc/nullmailer, /var/spool/nullmailer, /usr/lib/nullmailer and its
+# helpers in /usr/sbin and /usr/bin are compiled in: private mount namespace.
+# sendmail -> nullmailer-inject -> nullmailer-queue (setuid mail) queues and pulls
+# the trigger FIFO; the nullmailer-send daemon (run as mail, as Debian does) sends,
+# running /usr/lib/nullmailer/smtp once per message. Without the daemon nothing is
+# sent (queue only). With `pausetime` 0 nullmailer-send makes one pass and exits.
+# --------------------------------------------------------------------------
+NM_ROOT=""
+setup_nullmailer() {
+    ((USE_NS)) || { SKIPPED+=("nullmailer: needs private mount namespaces"); return 1; }
+    fetch_deb nullmailer
+    NM_ROOT=$T/root-nullmailer
+    [[ -x $NM_ROOT/usr/sbin/nullmailer-send && -x $NM_ROOT/usr/lib/nullmailer/smtp ]] ||
+        die "nullmailer-send or its smtp module not found in the package"
+}
+nullmailer_config() {
+    local W=$1 kind=$2 port=$3 mode=$4
+    mkdir -p "$W/varspool" "$W/etc/nullmailer"
+    cp -a "$NM_ROOT/var/spool/nullmailer" "$W/varspool/nullmailer"
+    mkfifo "$W/varspool/nullmailer/trigger"
+    chown mail:root "$W/varspool/nullmailer/trigger"
+    chmod 622 "$W/varspool/nullmailer/trigger"
+    echo bench.example.com >"$W/etc/nullmailer/me"
+    echo example.com >"$W/etc/nullmailer/defaultdomain"
+    if [[ $kind == tls ]]; then
+        echo "localhost smtp port=$port starttls x509cafile=$CERT user=$AUTH_USER pass=$AUTH_PASS"
+    else
+        echo "127.0.0.1 smtp port=$port"
+    fi >"$W/etc/nullmailer/remotes"
+    chown root:mail "$W/etc/nullmailer/remotes"
+    chmod 640 "$W/etc/nullmailer/remotes"
+    # Queue runs (backlog, big message): one pass, then exit.
+    [[ $mode == e2e ]] || echo 0 >"$W/etc/nullmailer/pausetime"
+    SUBMIT="$NM_ROOT/usr/sbin/sendmail -i -f $SENDER $RCPT"
+    SUBMIT_Q=$SUBMIT
+    FLUSH="setpriv --reuid=mail --regid=mail --init-groups /usr/sbin/nullmailer-send"
+    FLUSH_BIG=$FLUSH
+    NSPFX="unshare --mount --propagation private -- $T/in-ns.sh $W/varspool $W/etc $NM_ROOT"
+    XENV=""
+}
+# End to end: the daemon runs for the whole submission loop.
+nullmailer_start() {
+    local W=$1 mode=$2
+    [[ $mode == e2e ]] || return 0
+    # shellcheck disable=SC2086  # NSPFX and FLUSH are word lists
+    $NSPFX $FLUSH >"$W/nullmailer-send.log" 2>&1 &
+    NM_PID=$!
+    DAEMON_PIDS+=("$NM_PID")
+    sleep 0.3
+    kill -0 "$NM_PID" 2>/dev/null || { cat "$W/nullmailer-send.log" >&2; return 1; }
+}
+nullmailer_stop() {
+    [[ -n ${NM_PID:-} ]] && kill_pid "$NM_PID"
+    NM_PID=""
+}
+nullmailer_queued() { find "$1/varspool/nullmailer/queue" "$1/varspool/nullmailer/tmp" -type f 2>/dev/null | wc -l; }
+nullmailer_settle() { :; }
+
+# --------------------------------------------------------------------------
+# Postfix: the installed Postfix, as a private instance (tests/postfix/start.sh
+# does the same): its own config dir, queue, data dir and master, no listener,
+# relayhost = the benchmark's smarthost. Submission: /usr/sbin/sendmail -C DIR
+# (postdrop -> pickup -> cleanup -> qmgr -> smtp). Queue only: defer_transports =
+# smtp (messages wait in the deferred queue); `postqueue -f` sends them anyway.
+# --------------------------------------------------------------------------
+setup_postfix() {
+    echo "postfix $(dpkg-query -W -f '${Version}' postfix) (installed; private instance)" >>"$T/versions.txt"
+}
+postfix_config() {
+    local W=$1 kind=$2 port=$3 mode=$4 meta
+    meta=$(postconf -dh meta_directory)
+    mkdir -p "$W/etc" "$W/queue" "$W/data"
+    chown postfix "$W/data"
+    cat >"$W/etc/main.cf" <<EOF
+compatibility_level = 3.6
+meta_directory = $meta
+queue_directory = $W/queue
+data_directory = $W/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = bench.example.com
+mydomain = example.com
+mydestination =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.1/32
+relayhost = [127.0.0.1]:$port
+alias_maps =
+alias_database =
+local_recipient_maps =
+message_size_limit = 1073741824
+mailbox_size_limit = 1073741824
+maillog_file_prefixes = $W
+maillog_file = $W/maillog
+EOF
+    if [[ $kind == tls ]]; then
+        echo "[127.0.0.1]:$port $AUTH_USER:$AUTH_PASS" >"$W/etc/sasl_passwd"
+        chmod 600 "$W/etc/sasl_passwd"
+        cat >>"$W/etc/main.cf" <<EOF
+smtp_tls_security_level = fingerprint
+smtp_tls_fingerprint_digest = sha256
+smtp_tls_fingerprint_cert_match = $FP_COLON
+smtp_sasl_auth_enable = yes
+smtp_sasl_password_maps = texthash:$W/etc/sasl_passwd
+smtp_sasl_security_options = noanonymous
+smtp_sasl_tls_security_options = noanonymous
+EOF
+    else
+        echo "smtp_tls_security_level = none" >>"$W/etc/main.cf"
+    fi
+    [[ $mode == e2e ]] || echo "defer_transports = smtp" >>"$W/etc/main.cf"
+    cat >"$W/etc/master.cf" <<'EOF'
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n -  0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+tlsmgr    unix  - - n 1000? 1 tlsmgr
+rewrite   unix  - - n -  - trivial-rewrite
+bounce    unix  - - n -  0 bounce
+defer     unix  - - n -  0 bounce
+trace     unix  - - n -  0 bounce
+verify    unix  - - n -  1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n -  - proxymap
+smtp      unix  - - n -  - smtp
+relay     unix  - - n -  - smtp
+showq     unix  n - n -  - showq
+error     unix  - - n -  - error
+retry     unix  - - n -  - error
+discard   unix  - - n -  - discard
+anvil     unix  - - n -  1 anvil
+scache    unix  - - n -  1 scache
+postlog   unix-dgram n - n - 1 postlogd
+EOF
+    SUBMIT="/usr/sbin/sendmail -C $W/etc -i -f $SENDER $RCPT"
+    SUBMIT_Q=$SUBMIT
+    FLUSH="postqueue -c $W/etc -f"
+    FLUSH_BIG=$FLUSH
+    NSPFX="" XENV=""
+}
+postfix_start() {
+    local W=$1 i
+    "$(postconf -dh daemon_directory)/post-install" config_directory="$W/etc" \
+        meta_directory="$(postconf -dh meta_directory)" create-missing >"$W/post-install.log" 2>&1
+    PF_DIRS+=("$W")
+    timeout 60 postfix -c "$W/etc" start >"$W/postfix-start.log" 2>&1 ||
+        { cat "$W/postfix-start.log" >&2; return 1; }
+    for i in $(seq 100); do
+        [[ -p $W/queue/public/pickup && -s $W/queue/pid/master.pid ]] && return 0
+        sleep 0.1
+    done
+    log "postfix did not start (see $W/maillog)"
+    return 1
+}
+postfix_stop() { stop_postfix "$1"; }
+postfix_queued() {
+    find "$1/queue/maildrop" "$1/queue/incoming" "$1/queue/active" "$1/queue/deferred" "$1/queue/hold" \
+        -type f 2>/dev/null | wc -l
+}
+# Queue only: wait until every message has been picked up and deferred.
+postfix_settle() {
+    local W=$1 want=$2 i
+    for i in $(seq $((TIMEOUT * 10))); do
+        (($(find "$W/queue/deferred" -type f | wc -l) >= want)) && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# --------------------------------------------------------------------------
+# Servers
+# --------------------------------------------------------------------------
+
+# start_server plain|tls PORT DIR: a fresh server for one run.
+#   plain  smtp-sink -c (running counters on stdout: sessions ended, QUITs, messages)
+#          -d (one dump file per message, on /dev/shm), as nobody;
+#   tls    relaymail sink, STARTTLS, AUTH accept-any, Maildir on /dev/shm; one JSON
+#          event line per stored message on stdout.
+start_server() {
+    local kind=$1 port=$2 dir=$3 store
+    mkdir -p "$dir"
+    store=$(mktemp -d "$S/store.XXXXXX")
+    SRV_KIND=$kind SRV_PORT=$port SRV_DIR=$store
+    if [[ $kind == plain ]]; then
+        chown nobody "$store"
+        /usr/sbin/smtp-sink -c -u nobody -h sink.example.com -m 2048 -d "$store/m." \
+            "127.0.0.1:$port" 2048 >"$dir/server.counters" 2>"$dir/server.err" &
+        SRV_PID=$!
+        SRV_FEED=$dir/server.counters SRV_STORE=$store
+    else
+        "$SINK_BIN" -C "$T/sink/sink.toml" sink --listener "127.0.0.1:$port=starttls" \
+            --auth accept-any --store "maildir:$store/maildir" --state-dir "$SINK_STATE" \
+            --hostname sink.example.com --max-connections 4096 --max-message-size 1GiB \
+            >"$dir/server.events" 2>"$dir/server.err" &
+        SRV_PID=$!
+        SRV_FEED=$dir/server.events SRV_STORE=$dir/server.events
+    fi
+    if ! py listening "$port" 10; then
+        cat "$dir/server.err" >&2
+        stop_server
+        return 1
+    fi
+}
+
+stop_server() {
+    [[ -n $SRV_PID ]] || return 0
+    kill_pid "$SRV_PID"
+    wait "$SRV_PID" 2>/dev/null || true
+    SRV_PID=""
+}
+
+# --------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------
+
+# json_get FILE KEY: one field of a one-line JSON object ("" when null/missing).
+json_get() {
+    "$PYTHON" -c 'import json,sys
+try: v = json.load(open(sys.argv[1])).get(sys.argv[2])
+except Exception: v = None
+print("" if v is None else v)' "$1" "$2"
+}
+fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", a - b }'; }
+fdiv() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b }'; }
+
+# finish_run P CASE W T0 [extra key=value...]: wait for the sessions to end, count,
+# check, stop everything, record one result line.
+finish_run() {
+    local p=$1 case=$2 W=$3 t0=$4 label=$5
+    shift 5
+    local reached count sessions last elapsed total distinct queued status note="" left
+    reached=$(json_get "$W/wait.json" reached)
+    count=$(json_get "$W/wait.json" count)
+    left=$(py idle "$SRV_PORT" 15 || true)
+    py inspect "$SRV_KIND" "$SRV_STORE" "$TOKEN" "$label" >"$W/inspect.json"
+    total=$(json_get "$W/inspect.json" total)
+    distinct=$(json_get "$W/inspect.json" distinct)
+    last=$(json_get "$W/inspect.json" last)
+    if [[ $SRV_KIND == plain ]]; then
+        sessions=$(py sess "$SRV_FEED")
+    else
+        sessions=$(json_get "$W/inspect.json" sessions)
+    fi
+    queued=$("${p}_queued" "$W")
+    "${p}_stop" "$W"
+    stop_server
+    local strays
+    strays=$(kill_strays)
+    elapsed=""
+    [[ -n $last ]] && elapsed=$(fsub "$last" "$t0")
+    local want=$RUN_N maxsize
+    total=${total:-0} distinct=${distinct:-0} queued=${queued:-0}
+    maxsize=$(json_get "$W/inspect.json" max_size)
+    if [[ $reached == True && $distinct == "$want" ]]; then
+        status=ok
+    else
+        status="failed: $distinct/$want arrived"
+        [[ $reached == True ]] || status+=" (gave up waiting)"
+    fi
+    if ((RUN_MINSIZE > 0 && ${maxsize:-0} < RUN_MINSIZE)); then
+        status="failed: stored copy is ${maxsize:-0} bytes, expected at least $RUN_MINSIZE"
+    fi
+    ((total > distinct)) && note+="$((total - distinct)) duplicate(s) arrived; "
+    ((queued > 0)) && { note+="$queued message(s) still queued after the run; "; [[ $status == ok ]] && status="ok, $queued left queued"; }
+    [[ ${left:-0} != 0 ]] && note+="$left session(s) still open 15 s after the last arrival; "
+    [[ $strays != 0 ]] && note+="$strays process(es) still running afterwards (killed); "
+    local msg_s=""
+    [[ $status == ok* && -n $elapsed ]] && msg_s=$(fdiv "$want" "$elapsed")
+    py record "$BENCH_OUT/deliver-results.jsonl" case="$case" program="$p" status="$status" \
+        n="$want" arrived="$distinct" total="$total" count="$count" t0="$t0" last="$last" \
+        elapsed="$elapsed" msg_s="$msg_s" sessions="$sessions" queued_after="$queued" \
+        max_size="$maxsize" note="${note%; }" "$@"
+    log "$case $p: $status${msg_s:+, $msg_s msg/s}, sessions $sessions${note:+ ($note)}"
+    rm -rf "$W/msgs" "$SRV_DIR"
+}
+
+# skip_run P CASE REASON
+skip_run() {
+    py record "$BENCH_OUT/deliver-results.jsonl" case="$2" program="$1" status="n/a: $3" n="$N"
+    log "$2 $1: n/a: $3"
+}
+
+# save_logs W LABEL: keep the run's small logs in BENCH_OUT.
+save_logs() {
+    local W=$1 label=$2 f
+    for f in "$W"/*.err "$W"/*.log "$W"/loop* "$W"/flush.* "$W"/maillog "$W"/wait.json "$W"/inspect.json "$W"/time.txt; do
+        [[ -f $f && -s $f ]] || continue
+        cp "$f" "$BENCH_OUT/deliver-$label.$(basename "$f")" 2>/dev/null || true
+    done
+}
+
+# 1. End to end: BENCH_MESSAGES submissions in a loop, default delivery mode.
+run_e2e() {
+    local p=$1 kind=$2 case=e2e-$2 label=e2e-$2-$1 W port rc
+    W=$T/w/$label
+    mkdir -p "$W"
+    port=$(py freeport)
+    "${p}_config" "$W" "$kind" "$port" e2e
+    py gen "$W/msgs" "$N" "$TOKEN" "$label" "$SENDER" "$RCPT"
+    RUN_N=$N
+    start_server "$kind" "$port" "$W" || { skip_run "$p" "$case" "server did not start"; return 0; }
+    if ! "${p}_start" "$W" e2e; then
+        stop_server
+        py record "$BENCH_OUT/deliver-results.jsonl" case="$case" program="$p" status="failed: could not start its daemon" n="$N"
+        return 0
+    fi
+    log "$case $p: $N submissions"
+    py wait "$SRV_KIND" "$SRV_FEED" "$N" $((TIMEOUT + WAIT)) "$W/loop.done" "$WAIT" >"$W/wait.json" &
+    local wpid=$!
+    rc=0
+    # shellcheck disable=SC2086  # XENV, NSPFX and SUBMIT are word lists
+    timeout --kill-after=5 "$TIMEOUT" env $XENV $NSPFX /bin/bash "$T/loop.sh" "$W/loop" "$W/msgs" $SUBMIT || rc=$?
+    touch "$W/loop.done"
+    wait "$wpid" || true
+    local start end n fail t0 submit_s=""
+    t0=$(cat "$W/loop.start" 2>/dev/null || echo "")
+    if [[ -s $W/loop ]]; then
+        read -r start end n fail <"$W/loop"
+        submit_s=$(fsub "$end" "$start")
+    else
+        fail="loop timed out after ${TIMEOUT}s"
+    fi
+    [[ -n $t0 ]] || t0=0
+    finish_run "$p" "$case" "$W" "$t0" "$label" submit_s="$submit_s" submit_failures="$fail" loop_rc="$rc"
+    save_logs "$W" "$label"
+}
+
+# 2. Backlog: queue with the smarthost down, then start it and time the queue run.
+run_backlog() {
+    local p=$1 kind=$2 case=backlog-$2 label=backlog-$2-$1 W port rc=0
+    W=$T/w/$label
+    mkdir -p "$W"
+    port=$(py freeport)
+    "${p}_config" "$W" "$kind" "$port" queue
+    if [[ -z $SUBMIT_Q || -z $FLUSH ]]; then
+        skip_run "$p" "$case" "no queue (msmtpq is not packaged)"
+        return 0
+    fi
+    py gen "$W/msgs" "$N" "$TOKEN" "$label" "$SENDER" "$RCPT"
+    RUN_N=$N
+    "${p}_start" "$W" queue || { skip_run "$p" "$case" "could not start its daemon"; return 0; }
+    log "$case $p: queueing $N messages (smarthost down)"
+    # shellcheck disable=SC2086
+    timeout --kill-after=5 "$TIMEOUT" env $XENV $NSPFX /bin/bash "$T/loop.sh" "$W/loop" "$W/msgs" $SUBMIT_Q || rc=$?
+    local start end n fail queue_s="" queued
+    if [[ -s $W/loop ]]; then
+        read -r start end n fail <"$W/loop"
+        queue_s=$(fsub "$end" "$start")
+    fi
+    "${p}_settle" "$W" "$N" || true
+    queued=$("${p}_queued" "$W")
+    if ((queued != N)); then
+        "${p}_stop" "$W"
+        kill_strays >/dev/null
+        py record "$BENCH_OUT/deliver-results.jsonl" case="$case" program="$p" \
+            status="failed: $queued/$N queued" n="$N" queue_s="$queue_s" submit_failures="$fail"
+        log "$case $p: only $queued of $N messages were queued"
+        save_logs "$W" "$label"
+        return 0
+    fi
+    start_server "$kind" "$port" "$W" || { "${p}_stop" "$W"; skip_run "$p" "$case" "server did not start"; return 0; }
+    log "$case $p: queue run ($FLUSH)"
+    py wait "$SRV_KIND" "$SRV_FEED" "$N" $((TIMEOUT + WAIT)) "$W/flush.done" "$WAIT" >"$W/wait.json" &
+    local wpid=$! t0
+    t0=$EPOCHREALTIME
+    (
+        # shellcheck disable=SC2086
+        timeout --kill-after=5 "$TIMEOUT" env $XENV $NSPFX $FLUSH >"$W/flush.out" 2>&1
+        echo "$? $EPOCHREALTIME" >"$W/flush.rc"
+        touch "$W/flush.done"
+    ) &
+    local fpid=$!
+    wait "$wpid" || true
+    wait "$fpid" || true
+    local flush_rc="" flush_end=""
+    read -r flush_rc flush_end <"$W/flush.rc" || true
+    [[ -n ${flush_end:-} ]] || flush_end=$EPOCHREALTIME
+    finish_run "$p" "$case" "$W" "$t0" "$label" queue_s="$queue_s" flush_rc="$flush_rc" \
+        flush_exit_s="$(fsub "$flush_end" "$t0")"
+    save_logs "$W" "$label"
+}
+
+# 3. One big message: queue it, start the server, run the queue under
+# /usr/bin/time -v (Postfix: read VmHWM of its qmgr and smtp processes).
+run_big() {
+    local p=$1 case=big label=big W port rc=0
+    W=$T/w/big-$p
+    mkdir -p "$W"
+    port=$(py freeport)
+    "${p}_config" "$W" plain "$port" queue
+    if [[ -z $SUBMIT_Q || -z $FLUSH ]]; then
+        skip_run "$p" "$case" "no queue (msmtpq is not packaged)"
+        return 0
+    fi
+    RUN_N=1
+    "${p}_start" "$W" queue || { skip_run "$p" "$case" "could not start its daemon"; return 0; }
+    log "big $p: queueing the big message"
+    # shellcheck disable=SC2086
+    timeout --kill-after=5 "$TIMEOUT" env $XENV $NSPFX /bin/sh -c "$SUBMIT_Q <$BIG >/dev/null 2>>$W/queue.err" || rc=$?
+    "${p}_settle" "$W" 1 || true
+    if (($("${p}_queued" "$W") != 1)); then
+        "${p}_stop" "$W"
+        py record "$BENCH_OUT/deliver-results.jsonl" case="$case" program="$p" status="failed: not queued (rc $rc)" n=1
+        save_logs "$W" "big-$p"
+        return 0
+    fi
+    start_server plain "$port" "$W" || { "${p}_stop" "$W"; skip_run "$p" "$case" "server did not start"; return 0; }
+    py wait "$SRV_KIND" "$SRV_FEED" 1 $((TIMEOUT + WAIT)) "$W/flush.done" "$WAIT" >"$W/wait.json" &
+    local wpid=$! t0 timecmd="/usr/bin/time -v -o $W/time.txt"
+    [[ $p == postfix ]] && timecmd=""
+    t0=$EPOCHREALTIME
+    (
+        # shellcheck disable=SC2086
+        timeout --kill-after=5 "$TIMEOUT" env $XENV $NSPFX $timecmd $FLUSH_BIG >"$W/flush.out" 2>&1
+        echo "$? $EPOCHREALTIME" >"$W/flush.rc"
+        touch "$W/flush.done"
+    ) &
+    local fpid=$!
+    wait "$wpid" || true
+    wait "$fpid" || true
+    local rss="" proc="" flush_rc="" flush_end=""
+    read -r flush_rc flush_end <"$W/flush.rc" || true
+    [[ -n $flush_end ]] || flush_end=$EPOCHREALTIME || true
+    [[ -n ${flush_end:-} ]] || flush_end=$EPOCHREALTIME
+    if [[ $p == postfix ]]; then
+        local mpid
+        mpid=$(tr -dc '0-9' <"$W/queue/pid/master.pid")
+        py children_hwm "$mpid" >"$W/hwm.json"
+        cp "$W/hwm.json" "$BENCH_OUT/deliver-big-postfix.hwm.json"
+        read -r rss proc < <("$PYTHON" -c 'import json,sys
+rows = [r for r in json.load(open(sys.argv[1])) if r[1] in ("smtp", "qmgr")]
+print(max(r[2] for r in rows) if rows else "", max(rows, key=lambda r: r[2])[1] if rows else "")' "$W/hwm.json")
+        proc="postfix $proc (VmHWM)"
+    elif [[ -s $W/time.txt ]]; then
+        rss=$(py time_rss "$W/time.txt")
+        case $p in
+            relaymail) proc="relaymail flush" ;;
+            dma) proc="dma -D -q" ;;
+            nullmailer) proc="nullmailer-send + smtp" ;;
+            msmtp) proc="msmtpq -r + msmtp" ;;
+        esac
+        proc+=" (time -v)"
+    fi
+    RUN_MINSIZE=$(($(stat -c %s "$BIG") * 95 / 100))
+    finish_run "$p" "$case" "$W" "$t0" "big" rss_kib="$rss" rss_proc="$proc" flush_rc="$flush_rc" \
+        flush_exit_s="$(fsub "$flush_end" "$t0")"
+    RUN_MINSIZE=0
+    save_logs "$W" "big-$p"
+}
+
+# The ceiling: smtp-source straight into smtp-sink, no queue, ~2 KB messages.
+run_ceiling() {
+    local name=$1 opts=$2 W port rc=0 t0 t1
+    W=$T/w/ceiling-${name// /_}
+    mkdir -p "$W"
+    port=$(py freeport)
+    start_server plain "$port" "$W" || return 0
+    t0=$EPOCHREALTIME
+    # shellcheck disable=SC2086
+    timeout "$TIMEOUT" /usr/sbin/smtp-source $opts -m "$N" -l 2000 -f "$SENDER" -t "$RCPT" \
+        -M bench.example.com "127.0.0.1:$port" >"$W/smtp-source.out" 2>&1 || rc=$?
+    t1=$EPOCHREALTIME
+    py idle "$port" 15 >/dev/null || true
+    local sess mesg elapsed
+    sess=$(py sess "$SRV_FEED")
+    mesg=$("$PYTHON" -c 'import re,sys
+m = re.findall(r"mesg=(\d+)", open(sys.argv[1]).read()); print(m[-1] if m else 0)' "$SRV_FEED")
+    stop_server
+    rm -rf "$SRV_DIR"
+    elapsed=$(fsub "$t1" "$t0")
+    local status=ok
+    ((rc == 0 && mesg == N)) || status="failed: $mesg/$N arrived (rc $rc)"
+    py record "$BENCH_OUT/deliver-results.jsonl" case=ceiling program="smtp-source $name" status="$status" \
+        n="$N" arrived="$mesg" elapsed="$elapsed" msg_s="$(fdiv "$N" "$elapsed")" sessions="$sess"
+    log "ceiling smtp-source $name: $(fdiv "$N" "$elapsed") msg/s, sessions $sess"
+}
+
+# --------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------
+report() {
+    {
+        echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "kernel: $(uname -r)"
+        echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
+        echo "queues: $T ($(fs_type "$T")); server stores: $S ($(fs_type "$S"))"
+        echo "messages: $N x $(stat -c %s "$T/sample.eml") bytes; big message: $(stat -c %s "$BIG") bytes"
+        echo "relaymail binary: $RELAYMAIL_BIN ($BUILD_NOTE)"
+        sed 's/^/version: /' "$T/versions.txt"
+        echo "smtp-sink: /usr/sbin/smtp-sink -c -u nobody -h sink.example.com -m 2048 -d STORE/m. 127.0.0.1:PORT 2048"
+        echo "sink: relaymail sink --listener 127.0.0.1:PORT=starttls --auth accept-any --store maildir:STORE --max-connections 4096 --max-message-size 1GiB"
+        echo "sink certificate sha256: $FP_COLON"
+        local s
+        for s in "${SKIPPED[@]}"; do echo "skipped: $s"; done
+    } >"$BENCH_OUT/deliver-environment.txt"
+    {
+        echo "Delivery benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs; queues on $(fs_type "$T"), server stores on $(fs_type "$S")"
+        echo "relaymail: $(grep '^relaymail ' "$T/versions.txt" | head -1)"
+        grep -v '^relaymail ' "$T/versions.txt" | sed 's/^/peer: /'
+        for s in "${SKIPPED[@]}"; do echo "skipped: $s"; done
+        py report "$BENCH_OUT/deliver-results.jsonl" "$N" "$(stat -c %s "$BIG")" "$BENCH_OUT/deliver-summary.json"
+    } | tee "$BENCH_OUT/deliver-summary.txt"
+}
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+main() {
+    require_root
+    ensure_tools
+    detect_namespace
+    setup_tmp
+    mkdir -p "$BENCH_OUT"
+    rm -f "$BENCH_OUT"/deliver-*
+    write_helpers
+    setup_relaymail
+    PROGRAMS=(relaymail)
+    local p kind
+    for p in $BENCH_PEERS; do
+        declare -F "setup_$p" >/dev/null || die "unknown peer: $p"
+        if "setup_$p"; then PROGRAMS+=("$p"); fi
+    done
+    py gen "$T/sample" 1 "$TOKEN" sample "$SENDER" "$RCPT"
+    cp "$T/sample/000001.eml" "$T/sample.eml"
+    BIG=$T/big.eml
+    py big "$BIG" "$BIG_MB" "$TOKEN" "$SENDER" "$RCPT"
+    log "programs: ${PROGRAMS[*]}; $N messages of $(stat -c %s "$T/sample.eml") bytes; big message $(stat -c %s "$BIG") bytes"
+
+    if has_case e2e; then
+        for kind in plain tls; do
+            for p in "${PROGRAMS[@]}"; do run_e2e "$p" "$kind"; done
+        done
+    fi
+    if has_case ceiling; then
+        run_ceiling "1 session" "-d -s 1"
+        run_ceiling "4 sessions" "-d -s 4"
+        run_ceiling "1 at a time, new conn. each" "-s 1"
+    fi
+    if has_case backlog; then
+        for kind in plain tls; do
+            for p in "${PROGRAMS[@]}"; do run_backlog "$p" "$kind"; done
+        done
+    fi
+    if has_case big; then
+        for p in "${PROGRAMS[@]}"; do run_big "$p"; done
+    fi
+    report
+    log "raw results in $BENCH_OUT (deliver-*)"
+}
+
+main "$@"
