@@ -97,10 +97,10 @@ has_case() { [[ " $BENCH_CASES " == *" $1 "* ]]; }
 
 # kill_pid PID: TERM, then KILL after 3 s; never waits longer.
 kill_pid() {
-    local pid=$1 i
+    local pid=$1 _
     kill -0 "$pid" 2>/dev/null || return 0
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 30); do
+    for _ in $(seq 30); do
         kill -0 "$pid" 2>/dev/null || return 0
         sleep 0.1
     done
@@ -187,7 +187,7 @@ ensure_tools() {
         apt-get update -qq >/dev/null
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     fi
-    dpkg -s postfix >/dev/null 2>&1 && [[ -x /usr/sbin/smtp-sink && -x /usr/sbin/smtp-source ]] ||
+    { dpkg -s postfix >/dev/null 2>&1 && [[ -x /usr/sbin/smtp-sink && -x /usr/sbin/smtp-source ]]; } ||
         die "Postfix must be installed (it provides smtp-sink, smtp-source and the postfix peer); this script never installs an MTA"
     [[ $(dpkg -S /usr/sbin/sendmail 2>/dev/null) == postfix:* ]] ||
         die "/usr/sbin/sendmail does not belong to the postfix package"
@@ -962,13 +962,13 @@ EOF
     NSPFX="" XENV=""
 }
 postfix_start() {
-    local W=$1 i
+    local W=$1 _
     "$(postconf -dh daemon_directory)/post-install" config_directory="$W/etc" \
         meta_directory="$(postconf -dh meta_directory)" create-missing >"$W/post-install.log" 2>&1
     PF_DIRS+=("$W")
     timeout 60 postfix -c "$W/etc" start >"$W/postfix-start.log" 2>&1 ||
         { cat "$W/postfix-start.log" >&2; return 1; }
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         [[ -p $W/queue/public/pickup && -s $W/queue/pid/master.pid ]] && return 0
         sleep 0.1
     done
@@ -982,8 +982,8 @@ postfix_queued() {
 }
 # Queue only: wait until every message has been picked up and deferred.
 postfix_settle() {
-    local W=$1 want=$2 i
-    for i in $(seq $((TIMEOUT * 10))); do
+    local W=$1 want=$2 _
+    for _ in $(seq $((TIMEOUT * 10))); do
         (($(find "$W/queue/deferred" -type f | wc -l) >= want)) && return 0
         sleep 0.1
     done

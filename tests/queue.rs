@@ -153,3 +153,26 @@ fn config_check_prints_effective_settings() {
     assert!(text.contains("mode = \"user\""), "{text}");
     assert!(text.contains("max_message_size = 67108864"), "{text}");
 }
+
+#[test]
+fn mailq_shows_why_a_message_is_stuck() {
+    let env = Env::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str(&format!(
+        "\n[smarthost]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n"
+    ));
+    std::fs::write(&env.config, config).unwrap();
+    let out = env.sendmail(&["-odi", "x@example.net"], "\nb\n");
+    assert_exit(&out, 75, &env, "relay down");
+    let out = env.run("mailq", &[], b"");
+    let listing = stdout(&out);
+    assert!(
+        listing.contains("Connection refused") && listing.contains("(connect failed)"),
+        "the last error is shown under the sender:\n{listing}"
+    );
+}

@@ -172,3 +172,40 @@ fn a_configuration_error_is_logged_as_config_error() {
         lines[0]
     );
 }
+
+#[test]
+fn concurrent_writers_never_interleave_json_lines() {
+    let env = Env::with_sections("", &format!("file = {:?}", "LOGFILE"), "");
+    let logfile = env.path("relaymail.jsonl");
+    let config = std::fs::read_to_string(&env.config).unwrap().replace(
+        "\"LOGFILE\"",
+        &format!("{:?}", logfile.display().to_string()),
+    );
+    std::fs::write(&env.config, config).unwrap();
+    let env = std::sync::Arc::new(env);
+    let n = 30;
+    let writers: Vec<_> = (0..n)
+        .map(|i| {
+            let env = env.clone();
+            // Long lines (many recipients), so a split write would show.
+            let rcpts: Vec<String> = (0..20)
+                .map(|j| format!("{}{i}x{j}@example.net", "r".repeat(50)))
+                .collect();
+            std::thread::spawn(move || {
+                let args: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+                env.sendmail(&args, "\nb\n")
+            })
+        })
+        .collect();
+    for w in writers {
+        assert!(w.join().unwrap().status.success());
+    }
+    let text = std::fs::read_to_string(&logfile).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(events.len(), n);
+    assert!(events.iter().all(|e| e["event"] == "queued"));
+    assert_eq!(env.log_lines().len(), n, "the same events on syslog");
+}

@@ -449,6 +449,19 @@ fn relay(
     let Some((mut probe, addr)) = connected else {
         return false;
     };
+    // Delivery uses the first address that answers; the others are
+    // fallbacks worth knowing about.
+    for other in addrs.iter().filter(|a| **a != addr) {
+        match std::net::TcpStream::connect_timeout(other, host.connect_timeout) {
+            Ok(_) => report.add("connect", Status::Ok, format!("{other} also reachable")),
+            Err(e) => report.with_fix(
+                "connect",
+                Status::Warn,
+                format!("{other}: {e}"),
+                "this address is skipped while another answers; check routing or firewall for it",
+            ),
+        }
+    }
     report.add("banner", Status::Ok, probe.greeting());
     report.add("ehlo", Status::Ok, probe.capabilities().join(", "));
     let wants_tls = matches!(host.tls, TlsMode::Starttls | TlsMode::Opportunistic);
