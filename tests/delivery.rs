@@ -503,45 +503,7 @@ fn sigkill_while_delivering_loses_nothing_and_duplicates_only_in_the_documented_
     // One session, so that each kill has at most one message in the window.
     let env = client(&sink, 0, "starttls", "connections = 1");
     let n = 30;
-    for i in 0..n {
-        assert_exit(
-            &env.sendmail(
-                &["-odq", "x@example.net"],
-                &format!("Subject: kill {i}\n\n{}\n", "line\n".repeat(200)),
-            ),
-            0,
-            &env,
-            "queue",
-        );
-    }
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("seed {seed}");
-    let mut state = seed | 1;
-    let mut kills = 0;
-    for _ in 0..40 {
-        if env.queued().is_empty() {
-            break;
-        }
-        let mut child = env
-            .cmd("relaymail")
-            .arg("flush")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        std::thread::sleep(Duration::from_micros(state % 60_000));
-        if child.try_wait().unwrap().is_none() {
-            kills += 1;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    let kills = queue_and_kill_flushes(&env, n, 40, 60);
     // A last, undisturbed flush (orphans from kills are cleaned by it).
     let out = env.run("relaymail", &["flush"], b"");
     assert_exit(&out, 0, &env, "final flush");

@@ -341,3 +341,50 @@ pub fn have(program: &str) -> bool {
     }
     found
 }
+
+/// Queues `n` messages ("Subject: kill I" and a 1 KB body) with -odq,
+/// then starts `relaymail flush` up to `rounds` times, each SIGKILLed
+/// after a random 0 to `window_ms` ms, until the queue is empty. Returns how many
+/// flushes were killed while running.
+pub fn queue_and_kill_flushes(env: &Env, n: usize, rounds: usize, window_ms: u64) -> usize {
+    for i in 0..n {
+        assert_exit(
+            &env.sendmail(
+                &["-odq", "ok@example.net"],
+                &format!("Subject: kill {i}\n\n{}\n", "line\n".repeat(200)),
+            ),
+            0,
+            env,
+            "queue",
+        );
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("seed {seed}");
+    let mut state = seed | 1;
+    let mut kills = 0;
+    for _ in 0..rounds {
+        if env.queued().is_empty() {
+            break;
+        }
+        let mut child = env
+            .cmd("relaymail")
+            .arg("flush")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        std::thread::sleep(std::time::Duration::from_micros(state % (window_ms * 1000)));
+        if child.try_wait().unwrap().is_none() {
+            kills += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    kills
+}
