@@ -17,6 +17,9 @@
 # Arrivals are counted and timed on the server side (smtp-sink's -c counters and
 # dump files, the sink's JSON event lines); every run checks that all messages
 # arrived exactly once, and that the program's queue is empty afterwards.
+# Servers and programs run in a private network namespace with only a loopback
+# interface, so the kernel's count of accepted TCP connections there (Tcp
+# PassiveOpens) is exactly the number of SMTP sessions the servers received.
 #
 # The peers are Debian 12 packages fetched with `apt-get download` and unpacked with
 # `dpkg -x` into a temp dir (as in bench/submit.sh); none of them is installed.
@@ -34,6 +37,8 @@
 #   BENCH_NO_BUILD   1 = never build; use RELAYMAIL_BIN as it is
 #   BENCH_PEERS      peers to measure ["msmtp dma nullmailer postfix"]
 #   BENCH_CASES      measures to run ["e2e backlog big ceiling"]
+#   BENCH_BACKLOG_TLS  programs whose backlog is also run over STARTTLS+AUTH
+#                    ["relaymail dma postfix"; "all" for every program]
 #   BENCH_MESSAGES   messages per end-to-end and backlog run [1000]
 #   BENCH_BIG_MB     size of the big message in MiB [50]
 #   BENCH_TIMEOUT    limit for one submission loop or one queue run, seconds [180]
@@ -50,8 +55,9 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_OUT=${BENCH_OUT:-$REPO_ROOT/bench/results}
 RELAYMAIL_BIN=${RELAYMAIL_BIN:-$REPO_ROOT/target/release/relaymail}
 BENCH_NO_BUILD=${BENCH_NO_BUILD:-0}
-BENCH_PEERS=${BENCH_PEERS:-msmtp dma nullmailer postfix}
+BENCH_PEERS=${BENCH_PEERS-msmtp dma nullmailer postfix}
 BENCH_CASES=${BENCH_CASES:-e2e backlog big ceiling}
+BENCH_BACKLOG_TLS=${BENCH_BACKLOG_TLS:-relaymail dma postfix}
 N=${BENCH_MESSAGES:-1000}
 BIG_MB=${BENCH_BIG_MB:-50}
 TIMEOUT=${BENCH_TIMEOUT:-180}
@@ -67,13 +73,16 @@ PYTHON=/usr/bin/python3
 T=""               # temp dir on disk: the programs' queues, configs, messages
 S=""               # temp dir on /dev/shm: the servers' stores
 USE_NS=0           # 1 when private mount namespaces are available
+NETNS_PID=""       # holder process of the private network namespace
+NETNS=""           # prefix that runs a command in that namespace ("" without one)
+PROC_NET=/proc/self/net   # that namespace's /proc/net (TCP sockets, counters)
 PROGRAMS=()        # relaymail first, then the peers, in table order
 SKIPPED=()         # "program: reason" for peers that cannot run at all
 BUILD_NOTE=""      # how the relaymail binary was obtained
 
 # The running server (at most one at a time) and the program's daemons.
 SRV_PID="" SRV_KIND="" SRV_FEED="" SRV_STORE="" SRV_PORT="" SRV_DIR=""
-RUN_N=0 RUN_MINSIZE=0 NM_PID="" BIG=""
+PO_BASE=0 RUN_N=0 RUN_MINSIZE=0 RSS_KIB="" NM_PID="" BIG="" LOAD_START=""
 DAEMON_PIDS=()     # nullmailer-send and similar, by pid
 PF_DIRS=()         # private Postfix instances started (stopped at exit)
 
@@ -87,8 +96,8 @@ SUBMIT="" SUBMIT_Q="" FLUSH="" FLUSH_BIG="" NSPFX="" XENV=""
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
-fs_type() { findmnt -no FSTYPE -T "$1" 2>/dev/null || stat -f -c %T "$1"; }
-py() { "$PYTHON" "$T/bench.py" "$@"; }
+fs_type() { { findmnt -no FSTYPE -T "$1" 2>/dev/null || stat -f -c %T "$1"; } | head -1; }
+py() { PROC_NET=$PROC_NET "$PYTHON" "$T/bench.py" "$@"; }
 has_case() { [[ " $BENCH_CASES " == *" $1 "* ]]; }
 
 # --------------------------------------------------------------------------
@@ -137,6 +146,7 @@ cleanup() {
     for d in "${PF_DIRS[@]}"; do stop_postfix "$d"; done
     [[ -n $SRV_PID ]] && kill_pid "$SRV_PID"
     kill_strays >/dev/null
+    [[ -n $NETNS_PID ]] && kill_pid "$NETNS_PID"
     sleep 0.2
     [[ -n $S && -d $S ]] && rm -rf -- "$S"
     [[ -n $T && -d $T ]] && rm -rf -- "$T"
@@ -180,7 +190,9 @@ ensure_tools() {
     local need=()
     [[ -x /usr/bin/time ]] || need+=(time)
     [[ -x $PYTHON ]] || need+=(python3)
-    command -v unshare >/dev/null && command -v setpriv >/dev/null || need+=(util-linux)
+    command -v unshare >/dev/null && command -v setpriv >/dev/null && command -v nsenter >/dev/null ||
+        need+=(util-linux)
+    command -v ip >/dev/null || need+=(iproute2)
     dpkg -s libsasl2-modules >/dev/null 2>&1 || need+=(libsasl2-modules)
     if ((${#need[@]})); then
         log "apt-get update; installing: ${need[*]}"
@@ -199,6 +211,26 @@ detect_namespace() {
     else
         USE_NS=0
         log "private mount namespaces are NOT available: dma and nullmailer will be skipped"
+    fi
+}
+
+# A private network namespace with only `lo`, held by a sleeping process. Every
+# server and every program runs in it (through nsenter), so that nothing else on
+# the machine can connect to the servers, and Tcp PassiveOpens in it counts
+# exactly the sessions they accepted. Without it, the servers' own counts are used.
+setup_netns() {
+    unshare --net sleep infinity &
+    NETNS_PID=$!
+    sleep 0.1
+    if kill -0 "$NETNS_PID" 2>/dev/null &&
+        nsenter --net="/proc/$NETNS_PID/ns/net" ip link set lo up 2>/dev/null; then
+        NETNS="nsenter --net=/proc/$NETNS_PID/ns/net --"
+        PROC_NET=/proc/$NETNS_PID/net
+        log "private network namespace: yes (sessions = accepted TCP connections there)"
+    else
+        kill_pid "$NETNS_PID"
+        NETNS_PID="" NETNS="" PROC_NET=/proc/self/net
+        log "WARNING: no private network namespace: sessions are counted by the servers (see the README)"
     fi
 }
 
@@ -302,10 +334,17 @@ def freeport():
     print(s.getsockname()[1])
     s.close()
 
+PROC_NET = os.environ.get("PROC_NET", "/proc/self/net")
+
+def passive_opens():
+    """Tcp PassiveOpens of the namespace: TCP connections accepted so far."""
+    lines = [l.split() for l in open(os.path.join(PROC_NET, "snmp")) if l.startswith("Tcp:")]
+    print(int(lines[1][lines[0].index("PassiveOpens")]))
+
 def tcp_states(port):
     """States (hex strings) of the TCP sockets whose local port is PORT."""
     port, out = int(port), []
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for name in (os.path.join(PROC_NET, "tcp"), os.path.join(PROC_NET, "tcp6")):
         try:
             lines = open(name).read().splitlines()[1:]
         except OSError:
@@ -483,14 +522,19 @@ def record(path, *kv):
         f.write(json.dumps(row) + "\n")
 
 # ---------------------------------------------------------------- report
-def report(results, n, big_bytes, out_json):
+def report(results, n, big_bytes, out_json, sess_method):
+    n, big_bytes = int(n), int(big_bytes)
     rows = [json.loads(l) for l in open(results) if l.strip()]
     by = {}
     for r in rows:
         by.setdefault(r["case"], []).append(r)
 
     def ratio(v, ref):
-        return "%.2f" % (v / ref) if v and ref else "-"
+        """relaymail's figure divided by the program's."""
+        if not v or not ref:
+            return "-"
+        q = ref / v
+        return "%.2f" % q if q < 100 else "%.0f" % q
 
     def rm_of(case, key):
         for r in by.get(case, []):
@@ -511,7 +555,7 @@ def report(results, n, big_bytes, out_json):
         print()
         if case == "ceiling":
             print("2c. Ceiling: Postfix smtp-source -> smtp-sink, %d messages of ~2 KB, no queue" % n)
-            fmt = "{:<34} {:>8} {:>9} {:>8}  {}"
+            fmt = "{:<26} {:>8} {:>9} {:>8}  {}"
             print(fmt.format("client", "msg/s", "sessions", "total s", "status"))
             print("-" * 78)
             for r in by[case]:
@@ -522,22 +566,22 @@ def report(results, n, big_bytes, out_json):
         print(titles[case])
         if case == "big":
             ref = rm_of(case, "rss_kib")
-            fmt = "{:<11} {:>12} {:>9} {:<24} {:>9} {:>9}  {}"
-            print(fmt.format("program", "peak RSS MiB", "x relaym.", "process", "arrived s", "sessions", "status"))
+            fmt = "{:<11} {:>12} {:>9} {:>9} {:>9}  {:<8} {}"
+            print(fmt.format("program", "peak RSS MiB", "rm/prog", "total s", "sessions", "status", "measured on"))
             print("-" * 100)
             for r in by[case]:
                 ok = r["status"] == "ok"
                 rss = r.get("rss_kib")
                 print(fmt.format(r["program"], "%.1f" % (rss / 1024) if rss else "-",
-                                 ratio(rss, ref) if ok else "-", (r.get("rss_proc") or "-")[:24],
+                                 ratio(rss, ref) if ok else "-",
                                  "%.2f" % r["elapsed"] if r.get("elapsed") else "-",
                                  r["sessions"] if r.get("sessions") is not None else "-",
-                                 r["status"]))
+                                 r["status"], r.get("rss_proc") or "-"))
             continue
         ref = rm_of(case, "msg_s")
         second = "submit s" if case.startswith("e2e") else "queue s"
         fmt = "{:<11} {:>8} {:>9} {:>9} {:>8} {:>9}  {}"
-        print(fmt.format("program", "msg/s", "x relaym.", "sessions", "total s", second, "status"))
+        print(fmt.format("program", "msg/s", "rm/prog", "sessions", "total s", second, "status"))
         print("-" * 100)
         for r in by[case]:
             ok = r["status"] == "ok"
@@ -548,9 +592,10 @@ def report(results, n, big_bytes, out_json):
                              "%.2f" % r["elapsed"] if ok and r.get("elapsed") else "-",
                              "%.2f" % other if other else "-", r["status"]))
     print()
-    print("x relaym. = the program's figure / relaymail's (msg/s: above 1.00 is faster than relaymail;")
-    print("RSS: above 1.00 uses more memory). total s = first submission (e2e) or start of the queue")
-    print("run (backlog) -> last arrival, server's clock. sessions = SMTP sessions seen by the server.")
+    print("rm/prog = relaymail's figure / the program's: for msg/s above 1.00 means relaymail is faster,")
+    print("for RSS below 1.00 means relaymail uses less memory. total s = first submission (1) or start")
+    print("of the queue run (2, 3) -> last arrival, on the server's clock. sessions = TCP connections the")
+    print("server accepted during the run (%s)." % sess_method)
     notes = [r for r in rows if r.get("note")]
     if notes:
         print()
@@ -563,7 +608,7 @@ if __name__ == "__main__":
     fn = {"gen": gen, "big": big, "freeport": freeport, "listening": listening, "idle": idle,
           "wait": wait, "inspect": inspect, "children_hwm": children_hwm, "time_rss": time_rss,
           "fingerprint": fingerprint, "record": record, "report": report,
-          "sess": lambda p: print(sink_counters(p)[0])}[cmd]
+          "passive_opens": passive_opens, "sess": lambda p: print(sink_counters(p)[0])}[cmd]
     rc = fn(*args)
     sys.exit(rc or 0)
 PY
@@ -620,9 +665,11 @@ RM_DIR="" SINK_BIN="" SINK_STATE="" CERT="" FP_COLON="" FP_HEX=""
 # If the build fails but a binary exists, it is used, and the report says so.
 setup_relaymail() {
     local stale=0 newer=""
-    if [[ ! -x $RELAYMAIL_BIN ]]; then
+    if [[ $RELAYMAIL_BIN != "$REPO_ROOT/target/release/relaymail" ]]; then
+        [[ -x $RELAYMAIL_BIN ]] || die "no relaymail binary at $RELAYMAIL_BIN"
+    elif [[ ! -x $RELAYMAIL_BIN ]]; then
         stale=1
-    elif [[ $RELAYMAIL_BIN == "$REPO_ROOT/target/release/relaymail" ]]; then
+    else
         newer=$(find "$REPO_ROOT/src" "$REPO_ROOT/Cargo.toml" "$REPO_ROOT/Cargo.lock" -newer "$RELAYMAIL_BIN" -print -quit 2>/dev/null || true)
         [[ -n $newer ]] && stale=1
     fi
@@ -653,7 +700,9 @@ setup_relaymail() {
     SINK_BIN=$T/sink/relaymail-sink
     cp "$RELAYMAIL_BIN" "$SINK_BIN"
     "$SINK_BIN" sink --help 2>/dev/null | grep -q -- '--listener' || die "$RELAYMAIL_BIN has no usable 'sink' subcommand"
-    echo "relaymail $("$RM_DIR/bin/relaymail" --version 2>/dev/null | head -1) ($BUILD_NOTE; sha256 $(sha256sum "$RELAYMAIL_BIN" | cut -c1-16))" >>"$T/versions.txt"
+    local version
+    version=$("$RM_DIR/bin/relaymail" --version 2>/dev/null | head -1 || true)
+    echo "${version:-relaymail (unknown version)} ($BUILD_NOTE; sha256 $(sha256sum "$RM_DIR/bin/relaymail" | cut -c1-16))" >>"$T/versions.txt"
     printf '%s\n' "$AUTH_PASS" >"$T/password"
     chmod 600 "$T/password"
 
@@ -711,7 +760,7 @@ relaymail_config() {
 }
 relaymail_start() { :; }
 relaymail_stop() { :; }
-relaymail_queued() { find "$1/spool/queue" -type f 2>/dev/null | wc -l; }
+relaymail_queued() { find "$1/spool/queue" -type f -name '*.msg' 2>/dev/null | wc -l; }
 relaymail_settle() { :; }
 
 # --------------------------------------------------------------------------
@@ -844,7 +893,8 @@ nullmailer_config() {
     mkfifo "$W/varspool/nullmailer/trigger"
     chown mail:root "$W/varspool/nullmailer/trigger"
     chmod 622 "$W/varspool/nullmailer/trigger"
-    echo bench.example.com >"$W/etc/nullmailer/me"
+    # Debian's nullmailer takes its host name from /etc/mailname, not from `me`.
+    echo bench.example.com >"$W/etc/mailname"
     echo example.com >"$W/etc/nullmailer/defaultdomain"
     if [[ $kind == tls ]]; then
         echo "localhost smtp port=$port starttls x509cafile=$CERT user=$AUTH_USER pass=$AUTH_PASS"
@@ -866,8 +916,8 @@ nullmailer_config() {
 nullmailer_start() {
     local W=$1 mode=$2
     [[ $mode == e2e ]] || return 0
-    # shellcheck disable=SC2086  # NSPFX and FLUSH are word lists
-    $NSPFX $FLUSH >"$W/nullmailer-send.log" 2>&1 &
+    # shellcheck disable=SC2086  # NETNS, NSPFX and FLUSH are word lists
+    $NETNS $NSPFX $FLUSH >"$W/nullmailer-send.log" 2>&1 &
     NM_PID=$!
     DAEMON_PIDS+=("$NM_PID")
     sleep 0.3
@@ -966,10 +1016,11 @@ postfix_start() {
     "$(postconf -dh daemon_directory)/post-install" config_directory="$W/etc" \
         meta_directory="$(postconf -dh meta_directory)" create-missing >"$W/post-install.log" 2>&1
     PF_DIRS+=("$W")
-    timeout 60 postfix -c "$W/etc" start >"$W/postfix-start.log" 2>&1 ||
+    # shellcheck disable=SC2086  # NETNS is a word list
+    timeout 60 $NETNS postfix -c "$W/etc" start >"$W/postfix-start.log" 2>&1 ||
         { cat "$W/postfix-start.log" >&2; return 1; }
     for _ in $(seq 100); do
-        [[ -p $W/queue/public/pickup && -s $W/queue/pid/master.pid ]] && return 0
+        [[ -S $W/queue/public/pickup && -s $W/queue/pid/master.pid ]] && return 0
         sleep 0.1
     done
     log "postfix did not start (see $W/maillog)"
@@ -1006,12 +1057,12 @@ start_server() {
     SRV_KIND=$kind SRV_PORT=$port SRV_DIR=$store
     if [[ $kind == plain ]]; then
         chown nobody "$store"
-        /usr/sbin/smtp-sink -c -u nobody -h sink.example.com -m 2048 -d "$store/m." \
+        $NETNS /usr/sbin/smtp-sink -c -u nobody -h sink.example.com -m 2048 -d "$store/m." \
             "127.0.0.1:$port" 2048 >"$dir/server.counters" 2>"$dir/server.err" &
         SRV_PID=$!
         SRV_FEED=$dir/server.counters SRV_STORE=$store
     else
-        "$SINK_BIN" -C "$T/sink/sink.toml" sink --listener "127.0.0.1:$port=starttls" \
+        $NETNS "$SINK_BIN" -C "$T/sink/sink.toml" sink --listener "127.0.0.1:$port=starttls" \
             --auth accept-any --store "maildir:$store/maildir" --state-dir "$SINK_STATE" \
             --hostname sink.example.com --max-connections 4096 --max-message-size 1GiB \
             >"$dir/server.events" 2>"$dir/server.err" &
@@ -1059,10 +1110,20 @@ finish_run() {
     total=$(json_get "$W/inspect.json" total)
     distinct=$(json_get "$W/inspect.json" distinct)
     last=$(json_get "$W/inspect.json" last)
+    # Sessions: connections accepted in the private network namespace since the
+    # run started; the server's own view is kept next to it (smtp-sink: sessions
+    # ended; sink: distinct client address:port among the stored messages, which
+    # undercounts when the kernel reuses a client port for a later connection).
+    local sess_server="" client_ports=""
     if [[ $SRV_KIND == plain ]]; then
-        sessions=$(py sess "$SRV_FEED")
+        sess_server=$(py sess "$SRV_FEED")
     else
-        sessions=$(json_get "$W/inspect.json" sessions)
+        client_ports=$(json_get "$W/inspect.json" sessions)
+    fi
+    if [[ -n $NETNS ]]; then
+        sessions=$(($(py passive_opens) - PO_BASE))
+    else
+        sessions=${sess_server:-$client_ports}
     fi
     queued=$("${p}_queued" "$W")
     "${p}_stop" "$W"
@@ -1091,9 +1152,14 @@ finish_run() {
     [[ $status == ok* && -n $elapsed ]] && msg_s=$(fdiv "$want" "$elapsed")
     py record "$BENCH_OUT/deliver-results.jsonl" case="$case" program="$p" status="$status" \
         n="$want" arrived="$distinct" total="$total" count="$count" t0="$t0" last="$last" \
-        elapsed="$elapsed" msg_s="$msg_s" sessions="$sessions" queued_after="$queued" \
+        elapsed="$elapsed" msg_s="$msg_s" sessions="$sessions" server_sessions="$sess_server" \
+        client_ports="$client_ports" queued_after="$queued" \
         max_size="$maxsize" note="${note%; }" "$@"
-    log "$case $p: $status${msg_s:+, $msg_s msg/s}, sessions $sessions${note:+ ($note)}"
+    if [[ $case == big ]]; then
+        log "$case $p: $status, total ${elapsed}s, peak RSS $(fdiv "${RSS_KIB:-0}" 1024) MiB${note:+ ($note)}"
+    else
+        log "$case $p: $status${msg_s:+, $msg_s msg/s}, sessions $sessions${note:+ ($note)}"
+    fi
     rm -rf "$W/msgs" "$SRV_DIR"
 }
 
@@ -1103,12 +1169,15 @@ skip_run() {
     log "$2 $1: n/a: $3"
 }
 
-# save_logs W LABEL: keep the run's small logs in BENCH_OUT.
+# save_logs W LABEL: keep the run's small files in BENCH_OUT/deliver-runs/LABEL/.
 save_logs() {
-    local W=$1 label=$2 f
-    for f in "$W"/*.err "$W"/*.log "$W"/loop* "$W"/flush.* "$W"/maillog "$W"/wait.json "$W"/inspect.json "$W"/time.txt; do
+    local W=$1 label=$2 f dest=$BENCH_OUT/deliver-runs/$2
+    mkdir -p "$dest"
+    for f in "$W"/*.err "$W"/*.log "$W"/loop* "$W"/flush.* "$W"/maillog "$W"/*.json "$W"/time.txt \
+        "$W"/server.counters "$W"/server.events "$W"/*.toml "$W"/msmtprc "$W"/etc/main.cf "$W"/etc/dma/dma.conf \
+        "$W"/etc/nullmailer/remotes; do
         [[ -f $f && -s $f ]] || continue
-        cp "$f" "$BENCH_OUT/deliver-$label.$(basename "$f")" 2>/dev/null || true
+        cp "$f" "$dest/" 2>/dev/null || true
     done
 }
 
@@ -1128,11 +1197,12 @@ run_e2e() {
         return 0
     fi
     log "$case $p: $N submissions"
+    PO_BASE=$(py passive_opens)
     py wait "$SRV_KIND" "$SRV_FEED" "$N" $((TIMEOUT + WAIT)) "$W/loop.done" "$WAIT" >"$W/wait.json" &
     local wpid=$!
     rc=0
     # shellcheck disable=SC2086  # XENV, NSPFX and SUBMIT are word lists
-    timeout --kill-after=5 "$TIMEOUT" env $XENV $NSPFX /bin/bash "$T/loop.sh" "$W/loop" "$W/msgs" $SUBMIT || rc=$?
+    timeout --kill-after=5 "$TIMEOUT" env $XENV $NETNS $NSPFX /bin/bash "$T/loop.sh" "$W/loop" "$W/msgs" $SUBMIT || rc=$?
     touch "$W/loop.done"
     wait "$wpid" || true
     local start end n fail t0 submit_s=""
@@ -1164,7 +1234,7 @@ run_backlog() {
     "${p}_start" "$W" queue || { skip_run "$p" "$case" "could not start its daemon"; return 0; }
     log "$case $p: queueing $N messages (smarthost down)"
     # shellcheck disable=SC2086
-    timeout --kill-after=5 "$TIMEOUT" env $XENV $NSPFX /bin/bash "$T/loop.sh" "$W/loop" "$W/msgs" $SUBMIT_Q || rc=$?
+    timeout --kill-after=5 "$TIMEOUT" env $XENV $NETNS $NSPFX /bin/bash "$T/loop.sh" "$W/loop" "$W/msgs" $SUBMIT_Q || rc=$?
     local start end n fail queue_s="" queued
     if [[ -s $W/loop ]]; then
         read -r start end n fail <"$W/loop"
@@ -1183,12 +1253,13 @@ run_backlog() {
     fi
     start_server "$kind" "$port" "$W" || { "${p}_stop" "$W"; skip_run "$p" "$case" "server did not start"; return 0; }
     log "$case $p: queue run ($FLUSH)"
+    PO_BASE=$(py passive_opens)
     py wait "$SRV_KIND" "$SRV_FEED" "$N" $((TIMEOUT + WAIT)) "$W/flush.done" "$WAIT" >"$W/wait.json" &
     local wpid=$! t0
     t0=$EPOCHREALTIME
     (
         # shellcheck disable=SC2086
-        timeout --kill-after=5 "$TIMEOUT" env $XENV $NSPFX $FLUSH >"$W/flush.out" 2>&1
+        timeout --kill-after=5 "$TIMEOUT" env $XENV $NETNS $NSPFX $FLUSH >"$W/flush.out" 2>&1
         echo "$? $EPOCHREALTIME" >"$W/flush.rc"
         touch "$W/flush.done"
     ) &
@@ -1219,7 +1290,7 @@ run_big() {
     "${p}_start" "$W" queue || { skip_run "$p" "$case" "could not start its daemon"; return 0; }
     log "big $p: queueing the big message"
     # shellcheck disable=SC2086
-    timeout --kill-after=5 "$TIMEOUT" env $XENV $NSPFX /bin/sh -c "$SUBMIT_Q <$BIG >/dev/null 2>>$W/queue.err" || rc=$?
+    timeout --kill-after=5 "$TIMEOUT" env $XENV $NETNS $NSPFX /bin/sh -c "$SUBMIT_Q <$BIG >/dev/null 2>>$W/queue.err" || rc=$?
     "${p}_settle" "$W" 1 || true
     if (($("${p}_queued" "$W") != 1)); then
         "${p}_stop" "$W"
@@ -1228,13 +1299,14 @@ run_big() {
         return 0
     fi
     start_server plain "$port" "$W" || { "${p}_stop" "$W"; skip_run "$p" "$case" "server did not start"; return 0; }
+    PO_BASE=$(py passive_opens)
     py wait "$SRV_KIND" "$SRV_FEED" 1 $((TIMEOUT + WAIT)) "$W/flush.done" "$WAIT" >"$W/wait.json" &
     local wpid=$! t0 timecmd="/usr/bin/time -v -o $W/time.txt"
     [[ $p == postfix ]] && timecmd=""
     t0=$EPOCHREALTIME
     (
         # shellcheck disable=SC2086
-        timeout --kill-after=5 "$TIMEOUT" env $XENV $NSPFX $timecmd $FLUSH_BIG >"$W/flush.out" 2>&1
+        timeout --kill-after=5 "$TIMEOUT" env $XENV $NETNS $NSPFX $timecmd $FLUSH_BIG >"$W/flush.out" 2>&1
         echo "$? $EPOCHREALTIME" >"$W/flush.rc"
         touch "$W/flush.done"
     ) &
@@ -1249,22 +1321,22 @@ run_big() {
         local mpid
         mpid=$(tr -dc '0-9' <"$W/queue/pid/master.pid")
         py children_hwm "$mpid" >"$W/hwm.json"
-        cp "$W/hwm.json" "$BENCH_OUT/deliver-big-postfix.hwm.json"
         read -r rss proc < <("$PYTHON" -c 'import json,sys
 rows = [r for r in json.load(open(sys.argv[1])) if r[1] in ("smtp", "qmgr")]
 print(max(r[2] for r in rows) if rows else "", max(rows, key=lambda r: r[2])[1] if rows else "")' "$W/hwm.json")
-        proc="postfix $proc (VmHWM)"
+        proc="VmHWM: largest of qmgr and smtp ($proc)"
     elif [[ -s $W/time.txt ]]; then
         rss=$(py time_rss "$W/time.txt")
         case $p in
             relaymail) proc="relaymail flush" ;;
             dma) proc="dma -D -q" ;;
-            nullmailer) proc="nullmailer-send + smtp" ;;
-            msmtp) proc="msmtpq -r + msmtp" ;;
+            nullmailer) proc="nullmailer-send and its smtp children" ;;
+            msmtp) proc="msmtpq --q-mgmt -r and its msmtp children" ;;
         esac
-        proc+=" (time -v)"
+        proc="time -v: $proc"
     fi
     RUN_MINSIZE=$(($(stat -c %s "$BIG") * 95 / 100))
+    RSS_KIB=$rss
     finish_run "$p" "$case" "$W" "$t0" "big" rss_kib="$rss" rss_proc="$proc" flush_rc="$flush_rc" \
         flush_exit_s="$(fsub "$flush_end" "$t0")"
     RUN_MINSIZE=0
@@ -1274,18 +1346,20 @@ print(max(r[2] for r in rows) if rows else "", max(rows, key=lambda r: r[2])[1] 
 # The ceiling: smtp-source straight into smtp-sink, no queue, ~2 KB messages.
 run_ceiling() {
     local name=$1 opts=$2 W port rc=0 t0 t1
-    W=$T/w/ceiling-${name// /_}
+    W=$T/w/ceiling-$(echo "$name" | tr -c 'a-z0-9\n' '_')
     mkdir -p "$W"
     port=$(py freeport)
     start_server plain "$port" "$W" || return 0
+    PO_BASE=$(py passive_opens)
     t0=$EPOCHREALTIME
     # shellcheck disable=SC2086
-    timeout "$TIMEOUT" /usr/sbin/smtp-source $opts -m "$N" -l 2000 -f "$SENDER" -t "$RCPT" \
+    timeout "$TIMEOUT" $NETNS /usr/sbin/smtp-source $opts -m "$N" -l 2000 -f "$SENDER" -t "$RCPT" \
         -M bench.example.com "127.0.0.1:$port" >"$W/smtp-source.out" 2>&1 || rc=$?
     t1=$EPOCHREALTIME
     py idle "$port" 15 >/dev/null || true
     local sess mesg elapsed
     sess=$(py sess "$SRV_FEED")
+    [[ -n $NETNS ]] && sess=$(($(py passive_opens) - PO_BASE))
     mesg=$("$PYTHON" -c 'import re,sys
 m = re.findall(r"mesg=(\d+)", open(sys.argv[1]).read()); print(m[-1] if m else 0)' "$SRV_FEED")
     stop_server
@@ -1309,6 +1383,7 @@ report() {
         echo "queues: $T ($(fs_type "$T")); server stores: $S ($(fs_type "$S"))"
         echo "messages: $N x $(stat -c %s "$T/sample.eml") bytes; big message: $(stat -c %s "$BIG") bytes"
         echo "relaymail binary: $RELAYMAIL_BIN ($BUILD_NOTE)"
+        echo "load average at start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
         sed 's/^/version: /' "$T/versions.txt"
         echo "smtp-sink: /usr/sbin/smtp-sink -c -u nobody -h sink.example.com -m 2048 -d STORE/m. 127.0.0.1:PORT 2048"
         echo "sink: relaymail sink --listener 127.0.0.1:PORT=starttls --auth accept-any --store maildir:STORE --max-connections 4096 --max-message-size 1GiB"
@@ -1317,11 +1392,14 @@ report() {
         for s in "${SKIPPED[@]}"; do echo "skipped: $s"; done
     } >"$BENCH_OUT/deliver-environment.txt"
     {
-        echo "Delivery benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs; queues on $(fs_type "$T"), server stores on $(fs_type "$S")"
+        echo "Delivery benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $LOAD_START at the start;"
+        echo "queues on $(fs_type "$T"), server stores on $(fs_type "$S")"
         echo "relaymail: $(grep '^relaymail ' "$T/versions.txt" | head -1)"
-        grep -v '^relaymail ' "$T/versions.txt" | sed 's/^/peer: /'
+        { grep -v '^relaymail ' "$T/versions.txt" || true; } | sed 's/^/peer: /'
         for s in "${SKIPPED[@]}"; do echo "skipped: $s"; done
-        py report "$BENCH_OUT/deliver-results.jsonl" "$N" "$(stat -c %s "$BIG")" "$BENCH_OUT/deliver-summary.json"
+        py report "$BENCH_OUT/deliver-results.jsonl" "$N" "$(stat -c %s "$BIG")" "$BENCH_OUT/deliver-summary.json" \
+            "$([[ -n $NETNS ]] && echo "Tcp PassiveOpens in the private network namespace" ||
+                echo "no network namespace: smtp-sink's session counter; sink: distinct client ports, a lower bound")"
     } | tee "$BENCH_OUT/deliver-summary.txt"
 }
 
@@ -1329,13 +1407,15 @@ report() {
 # Main
 # --------------------------------------------------------------------------
 main() {
+    LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
     require_root
     ensure_tools
     detect_namespace
     setup_tmp
     mkdir -p "$BENCH_OUT"
-    rm -f "$BENCH_OUT"/deliver-*
+    rm -rf "$BENCH_OUT"/deliver-*
     write_helpers
+    setup_netns
     setup_relaymail
     PROGRAMS=(relaymail)
     local p kind
@@ -1355,13 +1435,20 @@ main() {
         done
     fi
     if has_case ceiling; then
-        run_ceiling "1 session" "-d -s 1"
-        run_ceiling "4 sessions" "-d -s 4"
-        run_ceiling "1 at a time, new conn. each" "-s 1"
+        run_ceiling "-d -s 1" "-d -s 1"
+        run_ceiling "-d -s 4" "-d -s 4"
+        run_ceiling "-s 1 (no -d)" "-s 1"
     fi
     if has_case backlog; then
         for kind in plain tls; do
-            for p in "${PROGRAMS[@]}"; do run_backlog "$p" "$kind"; done
+            for p in "${PROGRAMS[@]}"; do
+                if [[ $kind == tls && $BENCH_BACKLOG_TLS != all && " $BENCH_BACKLOG_TLS " != *" $p "* ]]; then
+                    py record "$BENCH_OUT/deliver-results.jsonl" case=backlog-tls program="$p" n="$N" \
+                        status="skipped (not in BENCH_BACKLOG_TLS)"
+                    continue
+                fi
+                run_backlog "$p" "$kind"
+            done
         done
     fi
     if has_case big; then
