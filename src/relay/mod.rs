@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use crate::config::{AuthMethod, Mode, Smarthost, TlsMode};
 
 pub mod probe;
-mod smtp;
+pub mod smtp;
 mod tls;
 
 use smtp::{BodyError, Client, Reply, Wrap};

@@ -100,7 +100,7 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    fn parse(reply: &Reply) -> Capabilities {
+    pub fn parse(reply: &Reply) -> Capabilities {
         let mut caps = Capabilities::default();
         for line in reply.lines.iter().skip(1) {
             let mut words = line.split_whitespace();
@@ -483,7 +483,9 @@ fn handshake(
     Ok(tls)
 }
 
-fn read_reply(input: &mut impl BufRead) -> Result<Reply, Error> {
+/// One reply from `input` (a relay's bytes are untrusted: bounded lines,
+/// bounded line count, codes 200-599 only).
+pub fn read_reply(input: &mut impl BufRead) -> Result<Reply, Error> {
     let mut lines = Vec::new();
     loop {
         let mut raw = Vec::new();
@@ -517,7 +519,7 @@ fn read_reply(input: &mut impl BufRead) -> Result<Reply, Error> {
 }
 
 /// Dot-stuffing across buffer boundaries (RFC 5321 4.5.2).
-struct DotStuffer {
+pub struct DotStuffer {
     at_line_start: bool,
     /// The last two bytes seen, to know whether the body ended a line.
     tail: [u8; 2],
@@ -535,7 +537,8 @@ impl Default for DotStuffer {
 }
 
 impl DotStuffer {
-    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+    /// Appends `input`, dot-stuffed, to `out`.
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
         let mut rest = input;
         while let Some((&first, _)) = rest.split_first() {
             if self.at_line_start && first == b'.' {
@@ -561,7 +564,8 @@ impl DotStuffer {
         self.empty &= input.is_empty();
     }
 
-    fn finish(&self, out: &mut Vec<u8>) {
+    /// Appends the end of the data: a line end if missing, then ".".
+    pub fn finish(&self, out: &mut Vec<u8>) {
         if !self.empty && self.tail != *b"\r\n" {
             out.extend_from_slice(b"\r\n");
         }
