@@ -632,9 +632,9 @@ fn a_relay_that_never_greets_is_given_up_after_connect_timeout() {
         "gave up instead of hanging"
     );
     assert!(
-        env.log_lines()
-            .iter()
-            .any(|l| l.contains("status=deferred") && l.contains("connect failed")),
+        env.log_lines().iter().any(|l| l.contains("status=deferred")
+            && l.contains("timed out waiting for the relay")
+            && l.contains("connect failed")),
         "{:?}",
         env.log_lines()
     );

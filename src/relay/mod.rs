@@ -196,7 +196,7 @@ impl Relay {
                 match Client::connect(addr, host.connect_timeout, implicit, hello) {
                     Ok(client) => break 'connected (client, relay),
                     Err(smtp::Error::Io(e)) if is_unreachable(&e) => {
-                        refused.push(format!("{}: {e}", addr.ip()));
+                        refused.push(format!("{}: {}", addr.ip(), smtp::Error::Io(e)));
                     }
                     Err(e) => {
                         let stage = if matches!(e, smtp::Error::Tls(_)) {
