@@ -167,11 +167,20 @@ impl Env {
             })
             .collect();
         ids.sort();
+        // A background delivery may remove a message between the listing
+        // and the read: it is then no longer queued.
         ids.into_iter()
-            .map(|id| Queued {
-                env: fs::read_to_string(queue.join(format!("{id}.env"))).unwrap(),
-                msg: fs::read(queue.join(format!("{id}.msg"))).unwrap_or_default(),
-                id,
+            .filter_map(|id| {
+                let env = match fs::read_to_string(queue.join(format!("{id}.env"))) {
+                    Ok(text) => text,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                    Err(e) => panic!("reading {id}.env: {e}"),
+                };
+                Some(Queued {
+                    env,
+                    msg: fs::read(queue.join(format!("{id}.msg"))).unwrap_or_default(),
+                    id,
+                })
             })
             .collect()
     }
