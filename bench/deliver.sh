@@ -52,6 +52,8 @@ set -euo pipefail
 # Settings
 # --------------------------------------------------------------------------
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$REPO_ROOT/bench/lib.sh"
 BENCH_OUT=${BENCH_OUT:-$REPO_ROOT/bench/results}
 RELAYMAIL_BIN=${RELAYMAIL_BIN:-$REPO_ROOT/target/release/relaymail}
 BENCH_NO_BUILD=${BENCH_NO_BUILD:-0}
@@ -94,9 +96,6 @@ PF_DIRS=()         # private Postfix instances started (stopped at exit)
 #   XENV      environment assignments for every command of the program
 SUBMIT="" SUBMIT_Q="" FLUSH="" FLUSH_BIG="" NSPFX="" XENV=""
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
-fs_type() { { findmnt -no FSTYPE -T "$1" 2>/dev/null || stat -f -c %T "$1"; } | head -1; }
 py() { PROC_NET=$PROC_NET "$PYTHON" "$T/bench.py" "$@"; }
 has_case() { [[ " $BENCH_CASES " == *" $1 "* ]]; }
 
@@ -153,18 +152,8 @@ cleanup() {
 }
 
 setup_tmp() {
-    local base=${BENCH_TMPDIR:-${TMPDIR:-/tmp}} fs
-    T=$(mktemp -d "$base/relaymail-deliver.XXXXXX")
-    [[ $T != *[[:space:]]* ]] || die "the temp dir path must not contain spaces: $T"
     # nullmailer (mail), Postfix (postfix) and smtp-sink (nobody) must traverse it.
-    chmod 755 "$T"
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
-    fs=$(fs_type "$T")
-    log "temp dir $T (filesystem: $fs)"
-    if [[ $fs == tmpfs || $fs == ramfs ]]; then
-        log "WARNING: $T is on $fs: the programs' fsyncs cost nothing there; set BENCH_TMPDIR to a disk."
-    fi
+    make_tmp deliver
     if [[ -d /dev/shm && -w /dev/shm ]]; then
         S=$(mktemp -d /dev/shm/relaymail-deliver.XXXXXX)
     else
@@ -173,15 +162,11 @@ setup_tmp() {
     fi
     chmod 755 "$S"
     mkdir -p "$T/w"
-    : >"$T/versions.txt"
 }
 
 # --------------------------------------------------------------------------
 # Tools
 # --------------------------------------------------------------------------
-require_root() {
-    [[ $(id -u) -eq 0 ]] || die "run as root (mount namespaces, a Postfix instance, apt-get)"
-}
 
 # Install what is missing: GNU time, python3, util-linux (unshare, setpriv) and
 # libsasl2-modules (PLAIN/LOGIN for Postfix's SASL client). Never an MTA: Postfix
@@ -234,30 +219,6 @@ setup_netns() {
     fi
 }
 
-# fetch_deb NAME: download NAME's .deb, unpack it to $T/root-NAME, and install the
-# shared libraries it depends on (plain lib* packages, never an MTA) if missing.
-fetch_deb() {
-    local name=$1 deb dep libs=()
-    mkdir -p "$T/debs"
-    if ! (cd "$T/debs" && apt-get download -qq -o APT::Sandbox::User=root "$name" >/dev/null 2>&1); then
-        log "apt-get update (for $name)"
-        apt-get update -qq >/dev/null
-        (cd "$T/debs" && apt-get download -qq -o APT::Sandbox::User=root "$name" >/dev/null)
-    fi
-    deb=$(ls "$T/debs/${name}"_*.deb)
-    mkdir -p "$T/root-$name"
-    dpkg -x "$deb" "$T/root-$name"
-    echo "$name $(dpkg-deb -f "$deb" Version)" >>"$T/versions.txt"
-    for dep in $(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/[|(].*//; s/ //g'); do
-        if [[ $dep == lib* ]] && ! dpkg -s "$dep" >/dev/null 2>&1; then
-            libs+=("$dep")
-        fi
-    done
-    if ((${#libs[@]})); then
-        log "installing libraries for $name: ${libs[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${libs[@]}" >/dev/null
-    fi
-}
 
 # --------------------------------------------------------------------------
 # Generated helpers: bench.py (messages, waiting, counting, report), in-ns.sh, loop.sh
@@ -664,33 +625,7 @@ RM_DIR="" SINK_BIN="" SINK_STATE="" CERT="" FP_COLON="" FP_HEX=""
 # Build when the binary is missing or older than the sources (unless BENCH_NO_BUILD=1).
 # If the build fails but a binary exists, it is used, and the report says so.
 setup_relaymail() {
-    local stale=0 newer=""
-    if [[ $RELAYMAIL_BIN != "$REPO_ROOT/target/release/relaymail" ]]; then
-        [[ -x $RELAYMAIL_BIN ]] || die "no relaymail binary at $RELAYMAIL_BIN"
-    elif [[ ! -x $RELAYMAIL_BIN ]]; then
-        stale=1
-    else
-        newer=$(find "$REPO_ROOT/src" "$REPO_ROOT/Cargo.toml" "$REPO_ROOT/Cargo.lock" -newer "$RELAYMAIL_BIN" -print -quit 2>/dev/null || true)
-        [[ -n $newer ]] && stale=1
-    fi
-    BUILD_NOTE="as found"
-    if ((stale)) && [[ $BENCH_NO_BUILD != 1 ]]; then
-        command -v cargo >/dev/null || die "$RELAYMAIL_BIN is missing or stale and cargo is not installed"
-        log "building relaymail (cargo build --release)"
-        if (cd "$REPO_ROOT" && cargo build --release) >"$T/cargo-build.log" 2>&1; then
-            BUILD_NOTE="built by this run"
-        elif [[ -x $RELAYMAIL_BIN ]]; then
-            BUILD_NOTE="STALE: cargo build --release failed, the existing (older) binary was used"
-            log "WARNING: cargo build failed (see below); using the existing binary $RELAYMAIL_BIN"
-            tail -20 "$T/cargo-build.log" >&2
-        else
-            tail -40 "$T/cargo-build.log" >&2
-            die "cargo build --release failed"
-        fi
-    elif ((stale)); then
-        BUILD_NOTE="older than the sources (BENCH_NO_BUILD=1)"
-    fi
-    [[ -x $RELAYMAIL_BIN ]] || die "no relaymail binary at $RELAYMAIL_BIN"
+    build_relaymail || die "no relaymail binary at $RELAYMAIL_BIN"
     # Private copies, so that a concurrent rebuild cannot swap the binary mid-run.
     # The sink gets its own copy, so that stray-process cleanup can tell them apart.
     RM_DIR=$T/relaymail
@@ -1408,7 +1343,7 @@ report() {
 # --------------------------------------------------------------------------
 main() {
     LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-    require_root
+    require_root "mount namespaces, a Postfix instance, apt-get"
     ensure_tools
     detect_namespace
     setup_tmp

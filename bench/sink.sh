@@ -44,6 +44,8 @@ set -euo pipefail
 # Settings
 # --------------------------------------------------------------------------
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$REPO_ROOT/bench/lib.sh"
 BENCH_OUT=${BENCH_OUT:-$REPO_ROOT/bench/results}
 BENCH_ONLY=${BENCH_ONLY:-all}
 RELAYMAIL_BIN=${RELAYMAIL_BIN:-$REPO_ROOT/target/release/relaymail}
@@ -76,9 +78,6 @@ PYTHON=/usr/bin/python3
 PFROOT=""          # unpacked postfix package
 SMTP_SOURCE=""
 
-fs_type() { findmnt -no FSTYPE -T "$1" 2>/dev/null || stat -f -c %T "$1"; }
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # --------------------------------------------------------------------------
 # Temp dir and cleanup
@@ -99,27 +98,10 @@ cleanup() {
     fi
 }
 
-setup_tmp() {
-    local base=${BENCH_TMPDIR:-${TMPDIR:-/tmp}}
-    T=$(mktemp -d "$base/relaymail-sink-bench.XXXXXX")
-    # smtp-sink drops to `nobody` and must reach its dump dir inside the temp dir.
-    chmod 755 "$T"
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
-    local fs
-    fs=$(fs_type "$T")
-    log "temp dir $T (filesystem: $fs)"
-    if [[ $fs == tmpfs || $fs == ramfs ]]; then
-        log "WARNING: $T is on $fs: fsync costs nothing there; set BENCH_TMPDIR to a disk."
-    fi
-}
 
 # --------------------------------------------------------------------------
 # Tools
 # --------------------------------------------------------------------------
-require_root() {
-    [[ $(id -u) -eq 0 ]] || die "run as root (apt-get, and smtp-sink insists on -u when started by root)"
-}
 
 # Refresh the package lists (`apt-get download` needs them) and install what is
 # missing: Debian's python3 and aiosmtpd. No MTA is installed.
@@ -132,32 +114,9 @@ ensure_tools() {
         ! { [[ -x $PYTHON ]] && "$PYTHON" -c 'import aiosmtpd' 2>/dev/null; }; then
         need+=(python3-aiosmtpd)
     fi
-    if ((${#need[@]})); then
-        log "installing: ${need[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    fi
+    apt_install "${need[@]}"
 }
 
-# fetch_deb NAME: download NAME's .deb, unpack it to $T/root-NAME, and install the
-# shared libraries it depends on (plain lib* packages, never an MTA) if missing.
-fetch_deb() {
-    local name=$1 deb dep libs=()
-    mkdir -p "$T/debs"
-    (cd "$T/debs" && apt-get download -qq -o APT::Sandbox::User=root "$name" >/dev/null)
-    deb=$(ls "$T/debs/${name}"_*.deb)
-    mkdir -p "$T/root-$name"
-    dpkg -x "$deb" "$T/root-$name"
-    echo "$name $(dpkg-deb -f "$deb" Version)" >>"$T/versions.txt"
-    for dep in $(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/[|(].*//; s/ //g'); do
-        if [[ $dep == lib* ]] && ! dpkg -s "$dep" >/dev/null 2>&1; then
-            libs+=("$dep")
-        fi
-    done
-    if ((${#libs[@]})); then
-        log "installing libraries for $name: ${libs[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${libs[@]}" >/dev/null
-    fi
-}
 
 # The Postfix package provides the load generator (always) and the smtp-sink peer.
 # Its binaries have RUNPATH /usr/lib/postfix, which exists only when Postfix is
@@ -334,17 +293,7 @@ wait_ready() {
 # listener, store and state dir on the command line. One JSON line per stored
 # message goes to stdout, which is kept and counted.
 setup_relaymail() {
-    if [[ ! -x $RELAYMAIL_BIN ]]; then
-        if [[ $BENCH_NO_BUILD == 1 ]]; then
-            log "SKIPPING relaymail: $RELAYMAIL_BIN does not exist (BENCH_NO_BUILD=1)"
-            return 1
-        fi
-        command -v cargo >/dev/null ||
-            die "$RELAYMAIL_BIN is missing and cargo is not installed (use BENCH_ONLY=peers to skip relaymail)"
-        log "building relaymail (cargo build --release)"
-        (cd "$REPO_ROOT" && cargo build --release)
-        [[ -x $RELAYMAIL_BIN ]] || die "cargo build did not produce $RELAYMAIL_BIN"
-    fi
+    build_relaymail || return 1
     "$RELAYMAIL_BIN" sink --help >/dev/null 2>&1 ||
         die "$RELAYMAIL_BIN has no working 'sink' subcommand (rebuild it)"
     mkdir -p "$T/relaymail"
@@ -357,7 +306,7 @@ max_message_size = "1GiB"
 EOF
     STORE[relaymail]=$T/relaymail/mail/new
     DURABLE[relaymail]="file + dir fsync"
-    echo "relaymail $("$RELAYMAIL_BIN" --version 2>/dev/null | head -1 || echo unknown)" >>"$T/versions.txt"
+    echo "relaymail $("$RELAYMAIL_BIN" --version 2>/dev/null | head -1 || echo unknown) ($BUILD_NOTE)" >>"$T/versions.txt"
 }
 
 start_relaymail() {
@@ -625,9 +574,10 @@ PY
 # Main
 # --------------------------------------------------------------------------
 main() {
-    require_root
+    require_root "apt-get, and smtp-sink insists on -u when started by root"
     ensure_tools
-    setup_tmp
+    # smtp-sink drops to `nobody` and must reach its dump dir inside the temp dir.
+    make_tmp sink-bench
     mkdir -p "$BENCH_OUT"
     rm -f "$BENCH_OUT"/sink-*
     : >"$T/versions.txt"

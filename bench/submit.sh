@@ -36,6 +36,8 @@ set -euo pipefail
 # Settings
 # --------------------------------------------------------------------------
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$REPO_ROOT/bench/lib.sh"
 BENCH_OUT=${BENCH_OUT:-$REPO_ROOT/bench/results}
 BENCH_ONLY=${BENCH_ONLY:-all}
 RELAYMAIL_BIN=${RELAYMAIL_BIN:-$REPO_ROOT/target/release/relaymail}
@@ -63,9 +65,6 @@ USE_NS=0           # 1 when private mount namespaces are available
 FIXED_PATHS=()     # fallback mode: symlinks we created at fixed paths (removed at exit)
 T=""               # the temp dir
 
-fs_type() { findmnt -no FSTYPE -T "$1" 2>/dev/null || stat -f -c %T "$1"; }
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # --------------------------------------------------------------------------
 # Temp dir and cleanup
@@ -80,27 +79,10 @@ cleanup() {
     fi
 }
 
-setup_tmp() {
-    local base=${BENCH_TMPDIR:-${TMPDIR:-/tmp}}
-    T=$(mktemp -d "$base/relaymail-bench.XXXXXX")
-    # nullmailer-queue is setuid `mail`: it must be able to traverse the temp dir.
-    chmod 755 "$T"
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
-    local fs
-    fs=$(fs_type "$T")
-    log "temp dir $T (filesystem: $fs)"
-    if [[ $fs == tmpfs || $fs == ramfs ]]; then
-        log "WARNING: $T is on $fs: fsync costs nothing there; set BENCH_TMPDIR to a disk."
-    fi
-}
 
 # --------------------------------------------------------------------------
 # Tools
 # --------------------------------------------------------------------------
-require_root() {
-    [[ $(id -u) -eq 0 ]] || die "run as root (peers need setuid/setgid spools, mounts and apt-get)"
-}
 
 # Install what is missing (hyperfine, GNU time, python3, unshare) and refresh the
 # package lists, which `apt-get download` needs anyway.
@@ -112,10 +94,7 @@ ensure_tools() {
     [[ -x /usr/bin/time ]] || need+=(time)
     command -v python3 >/dev/null || need+=(python3)
     command -v unshare >/dev/null || need+=(util-linux)
-    if ((${#need[@]})); then
-        log "installing: ${need[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    fi
+    apt_install "${need[@]}"
     PYTHON=$(command -v /usr/bin/python3 || command -v python3)
 }
 
@@ -202,26 +181,6 @@ make_big_message() {
 # Peers: download, unpack, configure
 # --------------------------------------------------------------------------
 
-# fetch_deb NAME: download NAME's .deb, unpack it to $T/root-NAME, and install the
-# shared libraries it depends on (plain lib* packages, never an MTA) if missing.
-fetch_deb() {
-    local name=$1 deb dep libs=()
-    mkdir -p "$T/debs"
-    (cd "$T/debs" && apt-get download -qq -o APT::Sandbox::User=root "$name" >/dev/null)
-    deb=$(ls "$T/debs/${name}"_*.deb)
-    mkdir -p "$T/root-$name"
-    dpkg -x "$deb" "$T/root-$name"
-    echo "$name $(dpkg-deb -f "$deb" Version)" >>"$T/versions.txt"
-    for dep in $(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/[|(].*//; s/ //g'); do
-        if [[ $dep == lib* ]] && ! dpkg -s "$dep" >/dev/null 2>&1; then
-            libs+=("$dep")
-        fi
-    done
-    if ((${#libs[@]})); then
-        log "installing libraries for $name: ${libs[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${libs[@]}" >/dev/null
-    fi
-}
 
 # Fallback only (no namespaces): make fixed path DEST point at SRC, refusing to
 # touch anything that already exists there (a real MTA's spool or binary).
@@ -350,17 +309,7 @@ EOF
 # relaymail: through its sendmail face (argv[0] = "sendmail") with a private spool.
 # Returns 1 (and says why) when relaymail is to be skipped.
 setup_relaymail() {
-    if [[ ! -x $RELAYMAIL_BIN ]]; then
-        if [[ $BENCH_NO_BUILD == 1 ]]; then
-            log "SKIPPING relaymail: $RELAYMAIL_BIN does not exist (BENCH_NO_BUILD=1)"
-            return 1
-        fi
-        command -v cargo >/dev/null ||
-            die "$RELAYMAIL_BIN is missing and cargo is not installed (use BENCH_ONLY=peers to skip relaymail)"
-        log "building relaymail (cargo build --release)"
-        (cd "$REPO_ROOT" && cargo build --release)
-        [[ -x $RELAYMAIL_BIN ]] || die "cargo build did not produce $RELAYMAIL_BIN"
-    fi
+    build_relaymail || return 1
     local dir=$T/relaymail spool=$T/relaymail/spool
     mkdir -p "$dir/bin" "$spool"
     ln -s "$(realpath "$RELAYMAIL_BIN")" "$dir/bin/sendmail"
@@ -374,7 +323,7 @@ EOF
     CMD[relaymail]="$dir/bin/sendmail -odq -i -f $SENDER $RCPT"
     QUEUE[relaymail]=$spool
     WRAP[relaymail]=""
-    echo "relaymail $("$RELAYMAIL_BIN" --version 2>/dev/null | head -1 || echo unknown)" >>"$T/versions.txt"
+    echo "relaymail $("$RELAYMAIL_BIN" --version 2>/dev/null | head -1 || echo unknown) ($BUILD_NOTE)" >>"$T/versions.txt"
 }
 
 # --------------------------------------------------------------------------
@@ -565,10 +514,11 @@ PY
 # Main
 # --------------------------------------------------------------------------
 main() {
-    require_root
+    require_root "peers need setuid/setgid spools, mounts and apt-get"
     ensure_tools
     detect_namespace
-    setup_tmp
+    # nullmailer-queue is setuid `mail`: it must be able to traverse the temp dir.
+    make_tmp bench
     mkdir -p "$BENCH_OUT"
     : >"$T/versions.txt"
     make_small_message
