@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::id::QueueId;
+use crate::smtp_syntax::one_line;
 use crate::spool::{envelope, Envelope, Spool};
 
 /// One failed recipient, as reported.
@@ -136,12 +137,6 @@ fn original_headers(message: &Path) -> String {
         }
     }
     out
-}
-
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 /// The enhanced status in a reply, else 5.0.0.

@@ -81,14 +81,19 @@ pub fn check_private(path: &Path, what: &str, mode: Mode) -> Result<(), Failure>
     Ok(())
 }
 
+/// Every configuration file is root's and closed to writes by others:
+/// only then may it name a command for the setgid binary to run.
+pub fn config_is_root_owned(config: &Config) -> bool {
+    config
+        .files
+        .iter()
+        .all(|f| std::fs::metadata(f).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0))
+}
+
 fn from_command(command: &str, config: &Config) -> Result<Secret, Failure> {
     // Under the setgid binary a command from a file a user could write
     // would run with the relaymail group.
-    let root_owned = config
-        .files
-        .iter()
-        .all(|f| std::fs::metadata(f).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0));
-    if crate::privilege::is_setgid() && !root_owned {
+    if crate::privilege::is_setgid() && !config_is_root_owned(config) {
         return Err(Failure::new(
             Sysexit::NoPerm,
             "password_command is honoured only from a root-owned configuration not writable by others",

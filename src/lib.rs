@@ -16,6 +16,7 @@ pub mod privilege;
 pub mod relay;
 pub mod rewrite;
 pub mod sink;
+pub mod smtp_syntax;
 pub mod spool;
 pub mod sysexits;
 pub mod system;
@@ -105,60 +106,75 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
             }
         }
         Command::Relaymail(args) => {
-            if let Action::Demo = args.action {
-                privilege::drop_group()?;
-                return faces::demo::run(&mut out);
-            }
-            if let Action::Doctor { send_to, json } = &args.action {
-                let loaded = load_config(args.config.clone()).map(|(_, config)| config);
-                let options = faces::doctor::Options {
-                    send_to: send_to.clone(),
-                    json: *json,
-                };
-                return faces::doctor::run(loaded, &options, &mut out);
-            }
-            let (source, config) = load_config(args.config)?;
-            let mut log = open_log(face, &config, false);
+            // Each face loads the configuration itself: demo uses none,
+            // and doctor reports a broken one instead of stopping at it.
+            let path = args.config;
+            let configured = || -> Result<(Source, Config, log::Logger), Failure> {
+                let (source, config) = load_config(path.clone())?;
+                let log = open_log(face, &config, false);
+                Ok((source, config, log))
+            };
             match args.action {
-                Action::Queue { action } => match action {
-                    QueueAction::List { json: false } => faces::queue::list(&config, &mut out),
-                    QueueAction::List { json: true } => faces::queue::list_json(&config, &mut out),
-                    QueueAction::Show { id, json } => {
-                        faces::queue::show(&config, &id, json, &mut out)
+                Action::Demo => {
+                    privilege::drop_group()?;
+                    faces::demo::run(&mut out)
+                }
+                Action::Doctor { send_to, json } => {
+                    let loaded = load_config(path.clone()).map(|(_, config)| config);
+                    let options = faces::doctor::Options { send_to, json };
+                    faces::doctor::run(loaded, &options, &mut out)
+                }
+                Action::Queue { action } => {
+                    let (_, config, mut log) = configured()?;
+                    match action {
+                        QueueAction::List { json: false } => faces::queue::list(&config, &mut out),
+                        QueueAction::List { json: true } => {
+                            faces::queue::list_json(&config, &mut out)
+                        }
+                        QueueAction::Show { id, json } => {
+                            faces::queue::show(&config, &id, json, &mut out)
+                        }
+                        QueueAction::Delete { ids } => faces::queue::change(
+                            &config,
+                            &ids,
+                            faces::queue::Change::Delete,
+                            &mut log,
+                            &mut out,
+                        ),
+                        QueueAction::Hold { ids } => faces::queue::change(
+                            &config,
+                            &ids,
+                            faces::queue::Change::Hold,
+                            &mut log,
+                            &mut out,
+                        ),
+                        QueueAction::Release { ids } => faces::queue::change(
+                            &config,
+                            &ids,
+                            faces::queue::Change::Release,
+                            &mut log,
+                            &mut out,
+                        ),
+                        QueueAction::Clean => faces::queue::clean(&config, &mut log, &mut out),
                     }
-                    QueueAction::Delete { ids } => faces::queue::change(
-                        &config,
-                        &ids,
-                        faces::queue::Change::Delete,
-                        &mut log,
-                        &mut out,
-                    ),
-                    QueueAction::Hold { ids } => faces::queue::change(
-                        &config,
-                        &ids,
-                        faces::queue::Change::Hold,
-                        &mut log,
-                        &mut out,
-                    ),
-                    QueueAction::Release { ids } => faces::queue::change(
-                        &config,
-                        &ids,
-                        faces::queue::Change::Release,
-                        &mut log,
-                        &mut out,
-                    ),
-                    QueueAction::Clean => faces::queue::clean(&config, &mut log, &mut out),
-                },
+                }
                 Action::Config {
                     action: ConfigAction::Check,
-                } => faces::config_check::check(&source, &config, &mut out),
-                Action::Newaliases => faces::aliases::check(&config, &mut out),
+                } => {
+                    let (source, config, _) = configured()?;
+                    faces::config_check::check(&source, &config, &mut out)
+                }
+                Action::Newaliases => {
+                    let (_, config, _) = configured()?;
+                    faces::aliases::check(&config, &mut out)
+                }
                 Action::Flush {
                     due,
                     ids,
                     detach,
                     then_due,
                 } => {
+                    let (_, config, mut log) = configured()?;
                     if detach {
                         // Background delivery: out of the caller's session
                         // and process group, so cron never waits for it.
@@ -184,20 +200,16 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
                     };
                     flush_and_report(face, &config, &due, &mut log)
                 }
-                Action::Demo => faces::demo::run(&mut out),
-                // Handled above: the doctor reports a broken configuration
-                // instead of stopping at it.
-                Action::Doctor { .. } => Err(Failure::new(
-                    Sysexit::Software,
-                    "doctor reached the wrong dispatch",
-                )),
-                Action::Sink(sink) => match sink.action {
-                    Some(action) => faces::sink::act(&config, action, &mut out),
-                    None => {
-                        drop(out);
-                        faces::sink::run(&config, sink.run, log)
+                Action::Sink(sink) => {
+                    let (_, config, log) = configured()?;
+                    match sink.action {
+                        Some(action) => faces::sink::act(&config, action, &mut out),
+                        None => {
+                            drop(out);
+                            faces::sink::run(&config, sink.run, log)
+                        }
                     }
-                },
+                }
             }
         }
     }
@@ -256,8 +268,7 @@ fn spawn_background_delivery(id: &spool::QueueId, config: Option<&std::path::Pat
     cmd.args(["flush", "--detach", "--then-due", "--id", id.as_str()])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0);
+        .stderr(std::process::Stdio::null());
     let _ = cmd.spawn();
 }
 

@@ -325,3 +325,16 @@ fn low_free_space_refuses_before_writing() {
         "min_free_space",
     );
 }
+
+#[test]
+fn a_rewrite_sender_without_a_domain_is_a_config_error() {
+    let env = Env::with_sections("sender = \"alerts\"", "", "");
+    let out = env.sendmail(&["x@example.net"], "\nb\n");
+    assert_exit(&out, 78, &env, "[rewrite] sender = alerts");
+    assert!(
+        stderr(&out).contains("[rewrite] sender") && stderr(&out).contains("has no domain"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(env.spool_files().is_empty());
+}

@@ -726,6 +726,7 @@ fn new_smarthost_settings_are_validated() {
             "client_cert = \"/x.pem\"",
             "client_cert and client_key go together",
         ),
+        ("tls_server_name = \"bad name!\"", "tls_server_name"),
     ] {
         let env = client(&sink, 0, "starttls", extra);
         let out = env.sendmail(&["x@example.net"], "\nb\n");
@@ -906,4 +907,76 @@ fn an_old_relay_without_ehlo_gets_helo_and_plain_smtp() {
         "ended with a dot line: {seen:?}"
     );
     assert_eq!(env.queued().len(), 1);
+}
+
+/// Field `n` (1-based, after the command name) of /proc/PID/stat.
+fn stat_field(pid: &str, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.rsplit_once(") ")?.1;
+    after_name.split_whitespace().nth(n - 3).map(str::to_string)
+}
+
+#[test]
+fn background_delivery_leaves_the_callers_session() {
+    // A relay that accepts and never greets keeps the child alive.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let env = Env::new();
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str(&format!(
+        "\n[smarthost]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nconnect_timeout = \"5s\"\n",
+        silent.local_addr().unwrap().port()
+    ));
+    std::fs::write(&env.config, config).unwrap();
+    let out = env.sendmail(&["x@example.net"], "\nb\n");
+    assert_exit(&out, 0, &env, "-odb");
+    let config = env.config.display().to_string();
+    let me = std::process::id().to_string();
+    // Field 6 of /proc/PID/stat is the session ID, 5 the process group.
+    // The child calls setsid() once it has read its configuration, so
+    // wait until it leads a session of its own (it never does with a bug
+    // that keeps it in ours).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let child = loop {
+        let found = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let pid = e.file_name().to_string_lossy().into_owned();
+            let read = |what| {
+                let bytes = std::fs::read(format!("/proc/{pid}/{what}")).unwrap_or_default();
+                String::from_utf8_lossy(&bytes).replace('\0', " ")
+            };
+            (read("cmdline").contains("--detach") && read("environ").contains(&config))
+                .then_some(pid)
+        });
+        if let Some(pid) = found
+            .clone()
+            .filter(|pid| stat_field(pid, 6).as_deref() == Some(pid.as_str()))
+        {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background child leading its own session (found {:?}, session {:?}, ours {:?})",
+            found,
+            found.as_deref().and_then(|p| stat_field(p, 6)),
+            stat_field(&me, 6)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_ne!(stat_field(&child, 6), stat_field(&me, 6));
+    assert_ne!(stat_field(&child, 5), stat_field(&me, 5));
+}
+
+#[test]
+fn a_malformed_host_or_port_is_a_config_error() {
+    let sink = Sink::start(&["--listener", "127.0.0.1:0=starttls", "--auth", "accept-any"]);
+    for (key, value, wanted) in [
+        ("host", "\"smtp.example.com:587\"", "put the port in `port`"),
+        ("host", "\"a b\"", "not a host name"),
+        ("port", "0", "0 is not a port"),
+    ] {
+        let env = client(&sink, 0, "starttls", "");
+        set(&env, key, value);
+        let out = env.sendmail(&["x@example.net"], "\nb\n");
+        assert_exit(&out, 78, &env, key);
+        assert!(stderr(&out).contains(wanted), "{key}: {}", stderr(&out));
+    }
 }

@@ -203,8 +203,32 @@ fn a_password_file_others_can_read_fails() {
     std::fs::set_permissions(env.path("password"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let (code, text) = doctor(&env, &[]);
     assert_eq!(code, 69, "{text}");
+    assert_eq!(
+        text.matches("readable by others").count(),
+        1,
+        "reported once:\n{text}"
+    );
     assert!(
-        line(&text, "FAIL", "permissions").contains("readable by others"),
+        line(&text, "FAIL", "credentials").contains("readable by others"),
         "{text}"
     );
+}
+
+#[test]
+fn send_to_goes_through_the_aliases_and_a_bad_address_is_a_usage_error() {
+    let sink = Sink::start(&["--listener", "127.0.0.1:0=starttls", "--auth", "accept-any"]);
+    let env = client("localhost", sink.port(0), "starttls", &sink_ca(&sink));
+    let (code, text) = doctor(&env, &["--send-to", "root"]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(
+        sink.event()["rcpt"],
+        serde_json::json!(["admin@example.com", "ops@example.org"]),
+        "root's aliases, as a submission would have it"
+    );
+    for bad in ["", "a@b.org>\r\nRSET", "x@y> NOTIFY=SUCCESS"] {
+        let (code, text) = doctor(&env, &["--send-to", bad]);
+        assert_eq!(code, 64, "{bad:?}: {text}");
+        assert!(text.contains("--send-to"), "{text}");
+    }
+    sink.no_event();
 }

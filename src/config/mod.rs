@@ -95,6 +95,20 @@ pub struct Config {
     pub sink: Sink,
 }
 
+impl Config {
+    /// "a.toml, conf.d/b.toml", or that built-in defaults are in use.
+    pub fn describe_files(&self) -> String {
+        if self.files.is_empty() {
+            return "no configuration file (built-in defaults)".into();
+        }
+        self.files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Smarthost {
     pub host: String,
@@ -118,8 +132,10 @@ pub struct Smarthost {
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
     /// TCP connect, greeting, EHLO and (implicit) TLS handshake.
+    #[serde(serialize_with = "secs")]
     pub connect_timeout: Duration,
     /// Each later command's reply, and each write.
+    #[serde(serialize_with = "secs")]
     pub command_timeout: Duration,
     /// Parallel sessions a flush may open for a backlog.
     pub connections: usize,
@@ -132,8 +148,6 @@ pub struct Rewrite {
     /// Domain given to bare local names (`root` -> `root@<domain>`).
     pub default_domain: String,
     pub aliases_file: Option<PathBuf>,
-    /// The aliases file was named in the config (not the /etc/aliases default).
-    pub aliases_file_explicit: bool,
     /// Forced envelope sender for relays that accept only their account.
     pub sender: Option<String>,
     /// With `sender`: also put it in From:, the original going to
@@ -295,7 +309,6 @@ fn resolve(raw: RawConfig, mode: Mode, files: Vec<PathBuf>) -> Result<Config, Er
         Some(d) => check_domain(&where_, "[rewrite] default_domain", d)?,
         None => hostname.clone(),
     };
-    let aliases_file_explicit = rewrite.aliases_file.is_some();
     let aliases_file = match rewrite.aliases_file {
         Some(p) if p.as_os_str().is_empty() => None,
         Some(p) => Some(p),
@@ -321,15 +334,24 @@ fn resolve(raw: RawConfig, mode: Mode, files: Vec<PathBuf>) -> Result<Config, Er
         rewrite: Rewrite {
             default_domain,
             aliases_file,
-            aliases_file_explicit,
             sender: rewrite
                 .sender
                 .map(|s| {
-                    crate::message::address::check(&s).map_err(|e| Error::Invalid {
+                    let invalid = |message: String| Error::Invalid {
                         path: where_.clone(),
                         key: "[rewrite] sender",
-                        message: e.to_string(),
-                    })
+                        message,
+                    };
+                    let address =
+                        crate::message::address::check(&s).map_err(|e| invalid(e.to_string()))?;
+                    // It goes to the relay as is: a bare name would be
+                    // refused (553) for every message.
+                    if !address.contains('@') {
+                        return Err(invalid(format!(
+                            "{address:?} has no domain; give the relay account's full address, e.g. \"{address}@example.com\""
+                        )));
+                    }
+                    Ok(address)
                 })
                 .transpose()?,
             rewrite_from: rewrite.rewrite_from.unwrap_or(false),
@@ -466,6 +488,33 @@ fn resolve_smarthost(where_: &str, raw: schema::RawSmarthost) -> Result<Smarthos
             key: "[smarthost] host",
             message: "missing; name the relay, e.g. host = \"smtp.example.com\"".into(),
         })?;
+    let invalid = |key, message: String| Error::Invalid {
+        path: where_.to_string(),
+        key,
+        message,
+    };
+    if parse_host_port(&host, 25).map(|(h, _)| h) != Some(host.trim().to_string()) {
+        return Err(invalid(
+            "[smarthost] host",
+            format!("{host:?} is not a host name or address; put the port in `port`"),
+        ));
+    }
+    if raw.port == Some(0) {
+        return Err(invalid(
+            "[smarthost] port",
+            "0 is not a port; use 1 to 65535".into(),
+        ));
+    }
+    if let Some(name) = &raw.tls_server_name {
+        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            return Err(invalid(
+                "[smarthost] tls_server_name",
+                format!(
+                    "{name:?} is not a DNS name or IP address to verify the certificate against"
+                ),
+            ));
+        }
+    }
     let tls = raw.tls.unwrap_or(TlsMode::Starttls);
     let default_port = match tls {
         TlsMode::Implicit => 465,

@@ -9,16 +9,7 @@ use crate::sysexits::{Failure, Sysexit};
 use super::queue::output;
 
 pub fn check(source: &Source, config: &Config, out: &mut impl Write) -> Result<Sysexit, Failure> {
-    let files = if config.files.is_empty() {
-        "no configuration file; built-in defaults".to_string()
-    } else {
-        config
-            .files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let files = config.describe_files();
     let origin = match source {
         Source::Explicit(_) => "chosen with -C or RELAYMAIL_CONFIG",
         Source::User(_) => "the user's own configuration",

@@ -170,7 +170,9 @@ fn run_in(dir: &Path, out: &mut impl Write) -> Result<Sysexit, Failure> {
         &String::from_utf8_lossy(&mailq.stdout),
     )?;
 
-    if let Some(stdout) = stdout {
+    // The sink prints an event only for a message it stored: after a
+    // failed submission there is none to wait for.
+    if let Some(stdout) = stdout.filter(|_| code == 0) {
         let mut event = String::new();
         let _ = BufReader::new(stdout).read_line(&mut event);
         section(out, "The sink's event line", &event)?;

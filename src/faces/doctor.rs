@@ -3,7 +3,7 @@
 //! permissions, the sender and root's alias, DNS, TCP, the greeting, EHLO,
 //! TLS (version, cipher, chain, expiry, verification, pin), AUTH, and with
 //! `--send-to` a real message. Each step is OK, WARN or FAIL with a
-//! one-line fix; any FAIL makes the exit status 1. Secrets never appear.
+//! one-line fix; any FAIL makes the exit status 69. Secrets never appear.
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -74,6 +74,30 @@ pub struct Options {
     pub json: bool,
 }
 
+/// The `--send-to` message's envelope, as a submission by this user would
+/// have it: sender rewritten, recipient through the aliases.
+struct TestEnvelope {
+    from: String,
+    to: Vec<String>,
+}
+
+/// A bad --send-to address is a usage error (64), found before any
+/// connection is made.
+fn test_envelope(config: &Config, to: &str) -> Result<TestEnvelope, Failure> {
+    let rewriter = crate::rewrite::Rewriter::new(config)?;
+    let from = match &config.rewrite.sender {
+        Some(forced) => forced.clone(),
+        None => rewriter.sender(None, &crate::system::calling_user())?,
+    };
+    let to = rewriter
+        .recipients(&[to.to_string()], true)
+        .map_err(|e| Failure::new(Sysexit::Usage, format!("--send-to: {e}")))?
+        .into_iter()
+        .map(|r| r.address)
+        .collect();
+    Ok(TestEnvelope { from, to })
+}
+
 /// `loaded` is the configuration, or why it could not be loaded.
 pub fn run(
     loaded: Result<Config, Failure>,
@@ -87,7 +111,14 @@ pub fn run(
             e.message,
             "correct the file and line named above; `relaymail config check` shows the result",
         ),
-        Ok(config) => diagnose(&config, options, &mut report),
+        Ok(config) => {
+            let test = options
+                .send_to
+                .as_deref()
+                .map(|to| test_envelope(&config, to))
+                .transpose()?;
+            diagnose(&config, test.as_ref(), &mut report)
+        }
     }
     if options.json {
         let doc = serde_json::json!({ "ok": !report.failed(), "checks": report.checks });
@@ -117,22 +148,16 @@ fn output(e: std::io::Error) -> Failure {
     Failure::new(Sysexit::IoErr, format!("writing the report: {e}"))
 }
 
-fn diagnose(config: &Config, options: &Options, report: &mut Report) {
+fn diagnose(config: &Config, test: Option<&TestEnvelope>, report: &mut Report) {
     let mode = match config.mode {
         Mode::System => "system mode",
         Mode::User => "user mode",
     };
-    let files = if config.files.is_empty() {
-        "no configuration file (built-in defaults)".to_string()
-    } else {
-        config
-            .files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    report.add("config", Status::Ok, format!("{files} ({mode})"));
+    report.add(
+        "config",
+        Status::Ok,
+        format!("{} ({mode})", config.describe_files()),
+    );
     permissions(config, report);
     identity(config, report);
     let Some(host) = &config.smarthost else {
@@ -164,7 +189,7 @@ fn diagnose(config: &Config, options: &Options, report: &mut Report) {
         }
     };
     for (name, port) in probe::endpoints(host) {
-        if relay(config, host, &name, port, secret.as_ref(), options, report) {
+        if relay(config, host, &name, port, secret.as_ref(), test, report) {
             return;
         }
     }
@@ -186,39 +211,37 @@ fn permissions(config: &Config, report: &mut Report) {
                 ),
                 format!("chmod o-w {}", file.display()),
             );
-        } else if config.mode == Mode::System && (meta.uid() != 0 || bits & 0o020 != 0) {
-            report.with_fix(
-                "permissions",
-                Status::Warn,
-                format!(
-                    "{} is not root-owned and closed to group writes (uid {}, mode {bits:04o}); password_command is ignored from it",
-                    file.display(),
-                    meta.uid()
-                ),
-                format!("chown root {0} && chmod 644 {0}", file.display()),
-            );
         }
     }
-    if let Some(host) = &config.smarthost {
-        let secrets = [
-            (host.password_file.as_deref(), "password_file"),
-            (host.client_key.as_deref(), "client_key"),
-        ];
-        for (path, what) in secrets {
-            if let Some(path) = path {
-                match crate::creds::check_private(path, what, config.mode) {
-                    Ok(()) => report.add(
-                        "permissions",
-                        Status::Ok,
-                        format!("{what} {} is private", path.display()),
-                    ),
-                    Err(e) => report.fail(
-                        "permissions",
-                        e.message,
-                        "only root (and the relaymail group in system mode) may read it",
-                    ),
-                }
-            }
+    let command = config
+        .smarthost
+        .as_ref()
+        .is_some_and(|h| h.password_command.is_some());
+    if command && config.mode == Mode::System && !crate::creds::config_is_root_owned(config) {
+        report.with_fix(
+            "permissions",
+            Status::Warn,
+            "the configuration is not root-owned and closed to writes by others, so unprivileged users' sendmail ignores password_command",
+            "chown root and chmod go-w the files named under config",
+        );
+    }
+    // password_file is checked with the credentials, as delivery reads it.
+    if let Some(key) = config
+        .smarthost
+        .as_ref()
+        .and_then(|h| h.client_key.as_deref())
+    {
+        match crate::creds::check_private(key, "client_key", config.mode) {
+            Ok(()) => report.add(
+                "permissions",
+                Status::Ok,
+                format!("client_key {} is private", key.display()),
+            ),
+            Err(e) => report.fail(
+                "permissions",
+                e.message,
+                "only root (and the relaymail group in system mode) may read it",
+            ),
         }
     }
     spool(config, report);
@@ -396,7 +419,7 @@ fn relay(
     name: &str,
     port: u16,
     secret: Option<&crate::relay::Secret>,
-    options: &Options,
+    test: Option<&TestEnvelope>,
     report: &mut Report,
 ) -> bool {
     let addrs = match probe::resolve(name, port) {
@@ -415,8 +438,12 @@ fn relay(
     let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
     report.add("dns", Status::Ok, format!("{name}: {}", list.join(", ")));
     let hello = &config.hostname;
+    // Delivery uses the first address that answers: failures before it
+    // are warnings when one does, and the addresses after it are only
+    // checked for a TCP connection.
+    let mut unreachable = Vec::new();
     let mut connected = None;
-    for addr in &addrs {
+    for (index, addr) in addrs.iter().enumerate() {
         match Probe::connect(addr, host, name, config.mode, hello, Trust::Configured) {
             Ok(p) => {
                 report.add(
@@ -424,7 +451,7 @@ fn relay(
                     Status::Ok,
                     format!("{addr} in {} ms", p.elapsed.as_millis()),
                 );
-                connected = Some((p, *addr));
+                connected = Some((p, *addr, index));
                 break;
             }
             Err(("tls", e)) => {
@@ -439,19 +466,26 @@ fn relay(
                 );
                 return false;
             }
-            Err((_, e)) => report.fail(
-                "connect",
-                format!("{addr}: {e}"),
-                format!("is the relay up and port {port} open from here (firewall)? Try: nc -vz {name} {port}"),
-            ),
+            Err((_, e)) => unreachable.push(format!("{addr}: {e}")),
         }
     }
-    let Some((mut probe, addr)) = connected else {
+    let status = if connected.is_some() {
+        Status::Warn
+    } else {
+        Status::Fail
+    };
+    for failure in unreachable {
+        report.with_fix(
+            "connect",
+            status,
+            failure,
+            format!("is the relay up and port {port} open from here (routing, firewall)? Try: nc -vz {name} {port}"),
+        );
+    }
+    let Some((mut probe, addr, index)) = connected else {
         return false;
     };
-    // Delivery uses the first address that answers; the others are
-    // fallbacks worth knowing about.
-    for other in addrs.iter().filter(|a| **a != addr) {
+    for other in addrs.iter().skip(index + 1) {
         match std::net::TcpStream::connect_timeout(other, host.connect_timeout) {
             Ok(_) => report.add("connect", Status::Ok, format!("{other} also reachable")),
             Err(e) => report.with_fix(
@@ -501,6 +535,15 @@ fn relay(
             report.add("tls", Status::Ok, format!("{tls}, {trust}"));
             chain(&probe, report);
             report.add("ehlo-tls", Status::Ok, probe.capabilities().join(", "));
+        }
+        // Delivery checks a pin even without TLS, and defers.
+        None if host.fingerprint.is_some() => {
+            report.fail(
+                "tls",
+                "a fingerprint is pinned but the session is not encrypted: delivery defers every message",
+                "use tls = \"starttls\" or \"implicit\", or remove the fingerprint",
+            );
+            return false;
         }
         None if host.tls == TlsMode::None => report.with_fix(
             "tls",
@@ -556,16 +599,9 @@ fn relay(
             "the relay offers AUTH but no username is configured; it may refuse to relay",
         );
     }
-    if let Some(to) = &options.send_to {
-        let from = crate::rewrite::Rewriter::new(config)
-            .ok()
-            .and_then(|r| {
-                let me = crate::system::calling_user();
-                r.sender(None, &me).ok()
-            })
-            .map(|s| config.rewrite.sender.clone().unwrap_or(s))
-            .unwrap_or_default();
-        match probe.send_test(&from, to, &config.hostname) {
+    if let Some(test) = test {
+        let (from, to) = (&test.from, test.to.join(", "));
+        match probe.send_test(from, &test.to, &config.hostname) {
             Ok(reply) => report.add(
                 "send",
                 Status::Ok,
@@ -588,9 +624,7 @@ fn relay(
 /// Some(true/false) when a fingerprint is pinned.
 fn pin_matches(host: &Smarthost, probe: &Probe) -> Option<bool> {
     let pin = host.fingerprint.as_ref()?;
-    let leaf = probe.chain().into_iter().next()?;
-    let seen = crate::config::parse_fingerprint(&leaf.sha256)?;
-    Some(&seen == pin)
+    Some(probe.leaf_sha256().as_deref() == Some(pin.as_slice()))
 }
 
 fn chain(probe: &Probe, report: &mut Report) {

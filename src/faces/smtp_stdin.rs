@@ -10,6 +10,7 @@ use crate::cli::sendmail::Invocation;
 use crate::config::Config;
 use crate::log::Logger;
 use crate::rewrite::Rewriter;
+use crate::smtp_syntax::{one_line, path_argument, split_command};
 use crate::spool::QueueId;
 use crate::sysexits::{Failure, Sysexit};
 use crate::system;
@@ -45,6 +46,7 @@ pub fn run(
             continue;
         };
         let (verb, args) = split_command(&line);
+        let args = args.as_str();
         match verb.as_str() {
             "EHLO" => {
                 sender = None;
@@ -64,9 +66,9 @@ pub fn run(
                     (Some(_), _) => "503 5.5.1 Error: nested MAIL command".to_string(),
                     (None, None) => "501 5.5.4 Syntax: MAIL FROM:<address>".to_string(),
                     (None, Some((from, params))) => {
-                        match check_mail(&rewriter, &user, from, params, config) {
+                        match check_mail(&rewriter, &user, &from, &params, config) {
                             Ok(()) => {
-                                sender = Some(from.to_string());
+                                sender = Some(from);
                                 "250 2.1.0 Ok".to_string()
                             }
                             Err(reply) => reply,
@@ -80,9 +82,9 @@ pub fn run(
                     (None, _) => "503 5.5.1 Error: need MAIL command".to_string(),
                     (Some(_), None) => "501 5.5.4 Syntax: RCPT TO:<address>".to_string(),
                     (Some(_), Some((to, _))) => {
-                        match rewriter.recipients(&[to.to_string()], !inv.no_aliases) {
+                        match rewriter.recipients(std::slice::from_ref(&to), !inv.no_aliases) {
                             Ok(_) => {
-                                recipients.push(to.to_string());
+                                recipients.push(to);
                                 "250 2.1.5 Ok".to_string()
                             }
                             Err(e) => format!("550 5.1.1 {}", one_line(&e.to_string())),
@@ -113,16 +115,20 @@ pub fn run(
                 let complete = data.drain();
                 match (result, complete) {
                     (_, Err(e)) => {
-                        // stdin ended inside DATA: the client is gone and
-                        // whatever was read is not a message.
-                        crate::log::stderr(&format!(
-                            "sendmail -bs: input ended inside DATA; that message was not queued ({e})"
+                        // stdin ended or failed inside DATA: the client is
+                        // gone and whatever was read is not a message.
+                        return Err(Failure::new(
+                            Sysexit::IoErr,
+                            format!(
+                                "input ended inside DATA, so that message was not queued ({e})"
+                            ),
                         ));
-                        return Ok(Sysexit::Ok);
                     }
                     (Ok(done), Ok(())) => {
-                        dialogue.reply(&format!("250 2.0.0 Ok: queued as {}", done.id))?;
+                        // Delivery starts even if the client is gone by now:
+                        // the message is committed.
                         queued(&done.id, log);
+                        dialogue.reply(&format!("250 2.0.0 Ok: queued as {}", done.id))?;
                     }
                     (Err(failure), Ok(())) => dialogue.reply(&failure_reply(&failure))?,
                 }
@@ -198,36 +204,6 @@ fn read_command(input: &mut impl BufRead) -> Result<Option<Option<String>>, Fail
     Ok(Some(Some(String::from_utf8_lossy(&line).into_owned())))
 }
 
-/// "mail FROM:<a@b> SIZE=10" -> ("MAIL", "FROM:<a@b> SIZE=10").
-fn split_command(line: &str) -> (String, &str) {
-    let line = line.trim_start();
-    match line.split_once(' ') {
-        Some((verb, rest)) => (verb.to_ascii_uppercase(), rest.trim()),
-        None => (line.to_ascii_uppercase(), ""),
-    }
-}
-
-/// "FROM:<a@b> SIZE=10" with keyword "FROM:" -> ("a@b", "SIZE=10").
-/// Angle brackets are optional, as many clients and old devices omit them.
-fn path_argument<'a>(args: &'a str, keyword: &str) -> Option<(&'a str, &'a str)> {
-    let head = args.get(..keyword.len())?;
-    if !head.eq_ignore_ascii_case(keyword) {
-        return None;
-    }
-    let rest = args.get(keyword.len()..)?.trim_start();
-    let (path, params) = match rest.strip_prefix('<') {
-        Some(inner) => {
-            let (path, after) = inner.split_once('>')?;
-            (path, after.trim())
-        }
-        None => match rest.split_once(' ') {
-            Some((path, after)) => (path, after.trim()),
-            None => (rest, ""),
-        },
-    };
-    Some((path.trim(), params))
-}
-
 /// MAIL FROM's address and its SIZE= parameter.
 fn check_mail(
     rewriter: &Rewriter,
@@ -265,10 +241,6 @@ fn failure_reply(failure: &Failure) -> String {
         Sysexit::NoUser => format!("550 5.1.1 {text}"),
         _ => format!("451 4.3.0 {text}"),
     }
-}
-
-fn one_line(text: &str) -> String {
-    text.replace(['\r', '\n'], " ")
 }
 
 /// The message of one DATA command: lines up to the one holding only
@@ -389,16 +361,5 @@ mod tests {
     fn input_ending_inside_data_is_an_error() {
         let (data, _) = unstuff(b"a\r\nb\r\n");
         assert_eq!(data.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
-    }
-
-    #[test]
-    fn paths_with_and_without_brackets() {
-        assert_eq!(
-            path_argument("FROM:<a@b.example> SIZE=10", "FROM:"),
-            Some(("a@b.example", "SIZE=10"))
-        );
-        assert_eq!(path_argument("from: a@b", "FROM:"), Some(("a@b", "")));
-        assert_eq!(path_argument("FROM:<>", "FROM:"), Some(("", "")));
-        assert_eq!(path_argument("TO a@b", "TO:"), None);
     }
 }

@@ -249,10 +249,7 @@ impl Relay {
         let tls = client.tls_description().unwrap_or_else(|| "none".into());
         // Pinning: checked right after the handshake, before AUTH or mail.
         if let Some(pin) = &host.fingerprint {
-            let seen = client
-                .peer_certificates()
-                .first()
-                .map(|der| ring::digest::digest(&ring::digest::SHA256, der));
+            let seen = leaf_sha256(&client);
             if seen.as_ref().map(|d| d.as_ref()) != Some(pin.as_slice()) {
                 client.abort();
                 let shown = seen
@@ -501,6 +498,14 @@ fn classify(reply: &Reply) -> Outcome {
     } else {
         Outcome::Bounced
     }
+}
+
+/// SHA-256 of the relay's own (leaf) certificate; None without TLS.
+fn leaf_sha256(client: &Client) -> Option<ring::digest::Digest> {
+    client
+        .peer_certificates()
+        .first()
+        .map(|der| ring::digest::digest(&ring::digest::SHA256, der))
 }
 
 /// An address that can go into MAIL FROM:<...> / RCPT TO:<...> without

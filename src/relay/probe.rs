@@ -156,6 +156,11 @@ impl Probe {
         self.client.tls_description()
     }
 
+    /// SHA-256 of the relay's own certificate, as pinning compares it.
+    pub fn leaf_sha256(&self) -> Option<Vec<u8>> {
+        super::leaf_sha256(&self.client).map(|d| d.as_ref().to_vec())
+    }
+
     pub fn chain(&self) -> Vec<CertFacts> {
         self.client
             .peer_certificates()
@@ -196,29 +201,42 @@ impl Probe {
     }
 
     /// Sends a short test message. Ok(the relay's final reply).
-    pub fn send_test(&mut self, from: &str, to: &str, hostname: &str) -> Result<String, String> {
-        let rcpt = [format!("RCPT TO:<{to}>")];
-        let (mail, rcpts, data) = self
+    pub fn send_test(
+        &mut self,
+        from: &str,
+        to: &[String],
+        hostname: &str,
+    ) -> Result<String, String> {
+        if let Some(bad) = std::iter::once(from)
+            .filter(|f| !f.is_empty())
+            .chain(to.iter().map(String::as_str))
+            .find(|a| !super::is_sendable(a))
+        {
+            return Err(format!("<{bad}> cannot be sent as an SMTP path"));
+        }
+        let rcpts: Vec<String> = to.iter().map(|t| format!("RCPT TO:<{t}>")).collect();
+        let (mail, replies, data) = self
             .client
-            .envelope(&format!("MAIL FROM:<{from}>"), &rcpt)
+            .envelope(&format!("MAIL FROM:<{from}>"), &rcpts)
             .map_err(|e| e.to_string())?;
         if !mail.is_positive() {
             return Err(format!("MAIL FROM:<{from}> refused: {}", mail.text()));
         }
-        if let Some(refused) = rcpts.iter().find(|r| !r.is_positive()) {
+        if let Some((rcpt, refused)) = rcpts.iter().zip(&replies).find(|(_, r)| !r.is_positive()) {
             if data.as_ref().is_some_and(|d| d.code == 354) {
                 let _ = self.client.data(&mut std::io::empty());
             }
-            return Err(format!("RCPT TO:<{to}> refused: {}", refused.text()));
+            return Err(format!("{rcpt} refused: {}", refused.text()));
         }
         match data {
             Some(d) if d.code == 354 => {}
             Some(d) => return Err(format!("DATA refused: {}", d.text())),
             None => return Err("DATA was not reached".into()),
         }
+        let to = to.join(", ");
         let date = chrono::Local::now().to_rfc2822();
         let body = format!(
-            "From: <{from}>\r\nTo: <{to}>\r\nSubject: relaymail doctor test from {hostname}\r\nDate: {date}\r\nMessage-ID: <doctor.{}@{hostname}>\r\n\r\nThis is a test message sent by `relaymail doctor --send-to` on {hostname}.\r\nIf you can read it, mail from this host reaches you.\r\n",
+            "From: <{from}>\r\nTo: {to}\r\nSubject: relaymail doctor test from {hostname}\r\nDate: {date}\r\nMessage-ID: <doctor.{}@{hostname}>\r\n\r\nThis is a test message sent by `relaymail doctor --send-to` on {hostname}.\r\nIf you can read it, mail from this host reaches you.\r\n",
             chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
         );
         let reply = self

@@ -5,6 +5,7 @@
 //!
 //! Nothing here can send mail anywhere: a session ends in the store.
 
+pub use crate::smtp_syntax::{path_argument, split_command};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -638,44 +639,6 @@ impl Session<'_> {
         self.auth_user = None;
         self.tx = None;
     }
-}
-
-/// A command line's verb (upper-cased) and its argument text.
-pub fn split_command(text: &str) -> (String, String) {
-    match text.split_once(' ') {
-        Some((v, a)) => (v.to_ascii_uppercase(), a.trim().to_string()),
-        None => (text.trim().to_ascii_uppercase(), String::new()),
-    }
-}
-
-/// `FROM:<addr> params` / `TO:<addr> params`, case-insensitive, with the
-/// spacing and missing brackets old devices produce. Returns the address
-/// (without brackets) and the parameters.
-pub fn path_argument(args: &str, keyword: &str) -> Option<(String, String)> {
-    let head = args.get(..keyword.len())?;
-    if !head.eq_ignore_ascii_case(keyword) {
-        return None;
-    }
-    let rest = args.get(keyword.len()..)?.trim_start();
-    let (address, params) = match rest.strip_prefix('<') {
-        Some(inner) => {
-            let close = inner.find('>')?;
-            (inner.get(..close)?, inner.get(close + 1..)?)
-        }
-        None => match rest.split_once(' ') {
-            Some((a, p)) => (a, p),
-            None => (rest, ""),
-        },
-    };
-    // Drop an obsolete source route: <@a,@b:user@example.com>.
-    let address = match address.strip_prefix('@') {
-        Some(route) => route.split_once(':').map(|(_, a)| a).unwrap_or(address),
-        None => address,
-    };
-    if address.chars().any(|c| c.is_control() || c == ' ') || address.len() > 512 {
-        return None;
-    }
-    Some((address.to_string(), params.trim().to_string()))
 }
 
 /// Client-supplied text made safe for a header: printable, no comment

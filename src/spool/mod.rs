@@ -347,8 +347,11 @@ impl Spool {
             }
             let path = entry.path();
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            remove_if_present(&path)?;
-            removed.push(Orphan { path, size });
+            // A writer that committed and exited between the listing and
+            // here took its files along: nothing was left over.
+            if remove_if_present(&path)? {
+                removed.push(Orphan { path, size });
+            }
         }
         if queue_too {
             for entry in fs::read_dir(&self.queue).map_err(io_err("read", &self.queue))? {
@@ -369,8 +372,9 @@ impl Spool {
                 }
                 let path = entry.path();
                 let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                remove_if_present(&path)?;
-                removed.push(Orphan { path, size });
+                if remove_if_present(&path)? {
+                    removed.push(Orphan { path, size });
+                }
             }
         }
         Ok(removed)
@@ -541,7 +545,7 @@ impl Locked<'_> {
         let env = self.spool.envelope_path(&self.id);
         remove_if_present(&env)?;
         sync_dir(&self.spool.queue)?;
-        remove_if_present(&self.spool.message_path(&self.id))
+        remove_if_present(&self.spool.message_path(&self.id)).map(drop)
     }
 }
 
@@ -554,10 +558,12 @@ fn lock(file: File, path: &Path) -> Result<Option<Flock<File>>, Error> {
     }
 }
 
-fn remove_if_present(path: &Path) -> Result<(), Error> {
+/// Ok(false) when the file was already gone (another process got there
+/// first, or its writer renamed it).
+fn remove_if_present(path: &Path) -> Result<bool, Error> {
     match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io_err("remove", path)(e)),
     }
 }
