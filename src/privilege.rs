@@ -46,3 +46,55 @@ pub fn drop_group() -> Result<(), Failure> {
         )
     })
 }
+
+/// The account a root-started service (the sink) runs as once its ports
+/// are bound. Checked before anything is bound or generated.
+pub fn service_user(name: &str) -> Result<nix::unistd::User, Failure> {
+    let user = nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            Failure::new(
+                Sysexit::Config,
+                format!("[sink] user: no user {name:?}; create it or remove the setting"),
+            )
+        })?;
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Failure::new(
+            Sysexit::NoPerm,
+            format!("[sink] user = {name:?} needs the sink to start as root; start it as root or remove the setting"),
+        ));
+    }
+    Ok(user)
+}
+
+/// Makes `dir` (created if missing) the service user's, so that it can
+/// keep writing there after `become_user`.
+pub fn give_dir(dir: &std::path::Path, user: &nix::unistd::User) -> Result<(), Failure> {
+    let failed = |e: String| {
+        Failure::new(
+            Sysexit::CantCreate,
+            format!(
+                "cannot prepare {} for user {}: {e}",
+                dir.display(),
+                user.name
+            ),
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+    nix::unistd::chown(dir, Some(user.uid), Some(user.gid)).map_err(|e| failed(e.to_string()))
+}
+
+/// Switches the whole process to `user` for good (groups, gid, uid).
+pub fn become_user(user: &nix::unistd::User) -> Result<(), Failure> {
+    use nix::unistd::{setgroups, setresuid};
+    let failed = |e: nix::Error| {
+        Failure::new(
+            Sysexit::OsErr,
+            format!("cannot switch to user {}: {e}", user.name),
+        )
+    };
+    setgroups(&[user.gid]).map_err(failed)?;
+    setresgid(user.gid, user.gid, user.gid).map_err(failed)?;
+    setresuid(user.uid, user.uid, user.uid).map_err(failed)
+}

@@ -95,6 +95,43 @@ pub struct Config {
     pub sink: Sink,
 }
 
+impl Sink {
+    /// The limits that make sense for a server (from the config file or
+    /// the command line): Err names the setting and its range.
+    pub fn check_limits(&self) -> Result<(), (&'static str, String)> {
+        const WEEK: Duration = Duration::from_secs(7 * 86_400);
+        for (key, value) in [
+            ("[sink] command_timeout", self.command_timeout),
+            ("[sink] session_timeout", self.session_timeout),
+        ] {
+            if value.is_zero() || value > WEEK {
+                return Err((
+                    key,
+                    format!("{}s is out of range; use 1s to 7d", value.as_secs()),
+                ));
+            }
+        }
+        for (key, value) in [
+            ("[sink] max_connections", self.max_connections),
+            ("[sink] max_recipients", self.max_recipients),
+        ] {
+            if value == 0 {
+                return Err((key, "0 would refuse everything; use 1 or more".into()));
+            }
+        }
+        if !(1000..=1 << 30).contains(&self.max_line_length) {
+            return Err((
+                "[sink] max_line_length",
+                format!(
+                    "{} is out of range; use 1000 (RFC 5321) to 1GiB",
+                    self.max_line_length
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// "a.toml, conf.d/b.toml", or that built-in defaults are in use.
     pub fn describe_files(&self) -> String {
@@ -451,7 +488,7 @@ fn resolve_sink(where_: &str, raw: schema::RawSink, mode: Mode) -> Result<Sink, 
             )
         })?,
     };
-    Ok(Sink {
+    let sink = Sink {
         listeners,
         store: raw.store.unwrap_or_else(|| match mode {
             Mode::System => "maildir:/var/lib/relaymail/sink".to_string(),
@@ -476,7 +513,14 @@ fn resolve_sink(where_: &str, raw: schema::RawSink, mode: Mode) -> Result<Sink, 
             .session_timeout
             .map(|s| s.0)
             .unwrap_or(Duration::from_secs(1800)),
-    })
+    };
+    sink.check_limits()
+        .map_err(|(key, message)| Error::Invalid {
+            path: where_.to_string(),
+            key,
+            message,
+        })?;
+    Ok(sink)
 }
 
 fn resolve_smarthost(where_: &str, raw: schema::RawSmarthost) -> Result<Smarthost, Error> {

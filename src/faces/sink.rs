@@ -17,6 +17,9 @@ use super::queue::output;
 pub fn run(config: &Config, flags: SinkRun, log: Logger) -> Result<Sysexit, Failure> {
     let mut settings = config.sink.clone();
     apply(&mut settings, &flags)?;
+    settings
+        .check_limits()
+        .map_err(|(key, message)| usage(format!("{key} (or its flag): {message}")))?;
     let hostname = flags
         .hostname
         .clone()
@@ -199,10 +202,14 @@ fn list(state_dir: &Path, json: bool, out: &mut impl Write) -> Result<Sysexit, F
 }
 
 fn show(state_dir: &Path, id: &str, out: &mut impl Write) -> Result<Sysexit, Failure> {
-    let wanted = id.trim().to_ascii_uppercase();
+    let wanted = crate::id::QueueId::parse(id.trim()).ok_or_else(|| {
+        usage(format!(
+            "{id:?} is not a message ID (see relaymail sink list)"
+        ))
+    })?;
     let record = records(state_dir)?
         .into_iter()
-        .find(|r| r.id == wanted)
+        .find(|r| r.id == wanted.as_str())
         .ok_or_else(|| {
             usage(format!(
                 "no received message {id:?} (see relaymail sink list)"
@@ -271,7 +278,12 @@ fn wait(
         };
         after && to.is_none_or(|addr| r.rcpt.iter().any(|x| x.eq_ignore_ascii_case(addr)))
     };
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now().checked_add(timeout).ok_or_else(|| {
+        usage(format!(
+            "--timeout {}s is too far in the future",
+            timeout.as_secs()
+        ))
+    })?;
     let mut offset = start;
     let mut found: Vec<Record> = Vec::new();
     loop {

@@ -158,7 +158,7 @@ impl<S: Read + Write> Conn<S> {
             let pending = self.buf.get(self.start..self.end).unwrap_or(&[]);
             if let Some(pos) = memchr::memchr(b'\n', pending) {
                 let part = pending.get(..pos).unwrap_or(&[]);
-                if !too_long && self.line.len() + part.len() <= max + 2 {
+                if !too_long && self.line.len() + part.len() <= max.saturating_add(2) {
                     self.line.extend_from_slice(part);
                 } else {
                     too_long = true;
@@ -173,7 +173,7 @@ impl<S: Read + Write> Conn<S> {
                 }
                 return Ok(Line::Complete);
             }
-            if !too_long && self.line.len() + pending.len() <= max + 2 {
+            if !too_long && self.line.len() + pending.len() <= max.saturating_add(2) {
                 self.line.extend_from_slice(pending);
             } else {
                 too_long = true;

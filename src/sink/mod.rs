@@ -38,6 +38,16 @@ pub struct Shared {
 pub fn run(hostname: &str, settings: config::Sink, log: Logger) -> Result<Sysexit, Failure> {
     let spec = store::Spec::parse(&settings.store)
         .map_err(|e| Failure::new(Sysexit::Config, format!("[sink] store: {e}")))?;
+    let user = settings
+        .user
+        .as_deref()
+        .map(crate::privilege::service_user)
+        .transpose()?;
+    if let Some(user) = &user {
+        // The certificate is generated there as root, and the index is
+        // written there after the switch.
+        crate::privilege::give_dir(&settings.state_dir, user)?;
+    }
     let tls = if settings.listeners.iter().any(|l| l.tls != SinkTls::None) {
         let source = match (&settings.cert_file, &settings.key_file) {
             (Some(cert), Some(key)) => tls::Source::Files { cert, key },
@@ -65,8 +75,8 @@ pub fn run(hostname: &str, settings: config::Sink, log: Logger) -> Result<Sysexi
         })?;
         bound.push((socket, listener.clone()));
     }
-    if let Some(user) = &settings.user {
-        drop_to_user(user)?;
+    if let Some(user) = &user {
+        crate::privilege::become_user(user)?;
     }
     let store = store::open(&spec, &settings.state_dir).map_err(|e| {
         Failure::new(
@@ -171,27 +181,4 @@ fn refuse_busy(hostname: &str, mut tcp: TcpStream) {
     let _ = tcp.write_all(
         format!("421 4.3.2 {hostname} Error: too many connections, try again later\r\n").as_bytes(),
     );
-}
-
-/// After binding (which may need root), run as the configured user.
-fn drop_to_user(name: &str) -> Result<(), Failure> {
-    use nix::unistd::{setgroups, setresgid, setresuid, User};
-    let user = User::from_name(name).ok().flatten().ok_or_else(|| {
-        Failure::new(
-            Sysexit::Config,
-            format!("[sink] user: no user {name:?}; create it or remove the setting"),
-        )
-    })?;
-    if !nix::unistd::geteuid().is_root() {
-        return Err(Failure::new(
-            Sysexit::NoPerm,
-            format!("[sink] user = {name:?} needs the sink to start as root; start it as root or remove the setting"),
-        ));
-    }
-    let failed =
-        |e: nix::Error| Failure::new(Sysexit::OsErr, format!("cannot switch to user {name}: {e}"));
-    setgroups(&[user.gid]).map_err(failed)?;
-    setresgid(user.gid, user.gid, user.gid).map_err(failed)?;
-    setresuid(user.uid, user.uid, user.uid).map_err(failed)?;
-    Ok(())
 }

@@ -49,6 +49,8 @@ struct Session<'a> {
     tx: Option<Transaction>,
     errors: u32,
     deadline: Instant,
+    /// The read timeout last set on the socket.
+    applied_timeout: Option<Duration>,
 }
 
 /// Serves one accepted connection to its end.
@@ -86,6 +88,7 @@ pub fn serve(shared: &Shared, tcp: TcpStream, listener_tls: SinkTls) {
         tx: None,
         errors: 0,
         deadline: Instant::now() + shared.settings.session_timeout,
+        applied_timeout: None,
     };
     let mut conn = Conn::new(stream);
     conn.reply(&format!(
@@ -182,24 +185,36 @@ impl Session<'_> {
         }
     }
 
-    /// One line as text; None when it was too long. Honours the command
-    /// timeout and the session's total time.
+    /// One line as text; None when it was too long.
     fn read(&mut self, conn: &mut Conn, max: usize) -> Result<Option<String>, End> {
+        Ok(match self.next_line(conn, max)? {
+            Line::TooLong => None,
+            _ => Some(String::from_utf8_lossy(&conn.line).into_owned()),
+        })
+    }
+
+    /// The next line into `conn.line` (Complete or TooLong), honouring the
+    /// command timeout and the session's total time. The socket's timeout
+    /// is changed only when it changes (whole seconds), not once per line
+    /// of a long DATA.
+    fn next_line(&mut self, conn: &mut Conn, max: usize) -> Result<Line, End> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(End::Timeout);
         }
-        let timeout = self
-            .shared
-            .settings
-            .command_timeout
-            .min(left)
-            .max(Duration::from_millis(1));
-        let _ = conn.stream.tcp().set_read_timeout(Some(timeout));
+        let wanted = self.shared.settings.command_timeout.min(left);
+        let timeout = if wanted >= Duration::from_secs(1) {
+            Duration::from_secs(wanted.as_secs())
+        } else {
+            wanted.max(Duration::from_millis(1))
+        };
+        if self.applied_timeout != Some(timeout) {
+            let _ = conn.stream.tcp().set_read_timeout(Some(timeout));
+            self.applied_timeout = Some(timeout);
+        }
         match conn.read_line(max) {
-            Ok(Line::Complete) => Ok(Some(String::from_utf8_lossy(&conn.line).into_owned())),
-            Ok(Line::TooLong) => Ok(None),
             Ok(Line::Closed) => Err(End::Closed),
+            Ok(line) => Ok(line),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -362,35 +377,15 @@ impl Session<'_> {
         }
         let max_line = usize::try_from(settings.max_line_length).unwrap_or(usize::MAX);
         loop {
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(End::Timeout);
-            }
-            let _ = conn.stream.tcp().set_read_timeout(Some(
-                settings
-                    .command_timeout
-                    .min(left)
-                    .max(Duration::from_millis(1)),
-            ));
-            let line = match conn.read_line(max_line) {
-                Ok(Line::Complete) => &conn.line,
-                Ok(Line::TooLong) => {
+            let line = match self.next_line(conn, max_line)? {
+                Line::TooLong => {
                     incoming = None;
                     failure.get_or_insert_with(|| {
                         format!("554 5.6.0 Error: a line is longer than {max_line} bytes ([sink] max_line_length)")
                     });
                     continue;
                 }
-                Ok(Line::Closed) => return Err(End::Closed),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(End::Timeout)
-                }
-                Err(_) => return Err(End::Io),
+                _ => &conn.line,
             };
             if line.as_slice() == b"." {
                 break;
@@ -692,7 +687,14 @@ pub fn track_subject(line: &[u8], in_header: &mut bool, subject: &mut Option<Str
 
 /// Finished subject text (without the end marker used while tracking).
 pub fn subject_text(subject: Option<String>) -> Option<String> {
-    subject.map(|s| s.trim_end_matches('\u{1}').chars().take(500).collect())
+    // Control characters (an escape sequence from a device) never reach
+    // an admin's terminal through `sink list`.
+    subject.map(|s| {
+        crate::smtp_syntax::one_line(s.trim_end_matches('\u{1}'))
+            .chars()
+            .take(500)
+            .collect()
+    })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

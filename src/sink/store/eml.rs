@@ -5,13 +5,10 @@
 //! It must not change or remove a `.eml` file once renamed into place; it
 //! only removes its own temporary files.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{
-    context, create_dirs, remove_orphans, sync_dir, Draft, Envelope, Incoming, Store, Stored,
-};
+use super::{create_dirs, remove_orphans, Draft, Envelope, Incoming, Store, Stored};
 
 pub(super) struct Eml {
     dir: PathBuf,
@@ -34,7 +31,6 @@ impl Store for Eml {
         let draft = Draft::create(self.dir.join(format!(".{}.eml.tmp", envelope.id)))?;
         Ok(Box::new(Message {
             draft,
-            dir: self.dir.clone(),
             path: self.dir.join(format!("{}.eml", envelope.id)),
         }))
     }
@@ -42,7 +38,6 @@ impl Store for Eml {
 
 struct Message {
     draft: Draft,
-    dir: PathBuf,
     path: PathBuf,
 }
 
@@ -52,17 +47,8 @@ impl Incoming for Message {
     }
 
     fn commit(self: Box<Self>) -> io::Result<Stored> {
-        let Message { draft, dir, path } = *self;
-        let (file, temp, length) = draft.finish(true)?;
-        drop(file);
-        fs::rename(temp.path(), &path).map_err(context("cannot rename the message to", &path))?;
-        temp.keep();
-        sync_dir(&dir)?;
-        Ok(Stored {
-            path,
-            offset: 0,
-            length,
-        })
+        let Message { draft, path } = *self;
+        draft.publish(path)
     }
 }
 
@@ -70,7 +56,7 @@ impl Incoming for Message {
 mod tests {
     use super::super::testing::{envelope, sample_lines, write_all};
     use super::super::{open, read, Spec};
-    use super::*;
+    use std::fs;
 
     #[test]
     fn stores_lines_exactly_with_crlf_and_reads_them_back() {

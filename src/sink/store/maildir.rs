@@ -12,9 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{
-    context, create_dirs, remove_orphans, sync_dir, Draft, Envelope, Incoming, Store, Stored,
-};
+use super::{context, create_dirs, remove_orphans, Draft, Envelope, Incoming, Store, Stored};
 
 pub(super) struct Maildir {
     tmp: PathBuf,
@@ -81,18 +79,7 @@ impl Incoming for Message {
             new_dir,
             name,
         } = *self;
-        let (file, temp, length) = draft.finish(true)?;
-        drop(file);
-        let path = new_dir.join(&name);
-        fs::rename(temp.path(), &path)
-            .map_err(context("cannot move the message into", &new_dir))?;
-        temp.keep();
-        sync_dir(&new_dir)?;
-        Ok(Stored {
-            path,
-            offset: 0,
-            length,
-        })
+        draft.publish(new_dir.join(name))
     }
 }
 

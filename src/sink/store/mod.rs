@@ -49,12 +49,6 @@ impl Spec {
             )),
         }
     }
-
-    pub fn path(&self) -> &Path {
-        match self {
-            Spec::Maildir(p) | Spec::Mbox(p) | Spec::Eml(p) => p,
-        }
-    }
 }
 
 impl fmt::Display for Spec {
@@ -278,6 +272,25 @@ impl Draft {
                 .map_err(context("cannot fsync", temp.path()))?;
         }
         Ok((file, temp, written))
+    }
+}
+
+impl Draft {
+    /// One file per message (Maildir, .eml): fsyncs the draft, renames it
+    /// to `path` and fsyncs `path`'s directory, all before the 250.
+    fn publish(self, path: PathBuf) -> io::Result<Stored> {
+        let (file, temp, length) = self.finish(true)?;
+        drop(file);
+        fs::rename(temp.path(), &path).map_err(context("cannot rename the message to", &path))?;
+        temp.keep();
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+        Ok(Stored {
+            path,
+            offset: 0,
+            length,
+        })
     }
 }
 
