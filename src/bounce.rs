@@ -21,14 +21,16 @@ pub struct Failed {
 /// Where a DSN for `env` goes, or None when none may be sent (a bounce
 /// never bounces; the null sender has nobody to tell).
 pub fn recipient(config: &Config, env: &Envelope) -> Option<String> {
-    if env.is_bounce {
+    // `-N never` or `-N success,delay`: the sender asked for no failure DSN.
+    let refused = env
+        .dsn
+        .notify
+        .as_deref()
+        .is_some_and(|n| !n.to_ascii_uppercase().contains("FAILURE"));
+    if env.is_bounce || refused {
         return None;
     }
-    let local = env.sender.is_empty()
-        || env
-            .sender
-            .rsplit_once('@')
-            .is_some_and(|(_, d)| d.eq_ignore_ascii_case(&config.hostname) || d == "localhost");
+    let local = env.sender.is_empty() || config.is_local_address(&env.sender);
     match (&config.queue.bounce_to, local) {
         (Some(admin), true) => Some(admin.clone()),
         (_, _) if env.sender.is_empty() => None,
@@ -141,16 +143,8 @@ fn original_headers(message: &Path) -> String {
 
 /// The enhanced status in a reply, else 5.0.0.
 fn enhanced(reply: &str) -> String {
-    reply
-        .split_whitespace()
-        .find(|w| {
-            let parts: Vec<&str> = w.split('.').collect();
-            parts.len() == 3
-                && parts
-                    .iter()
-                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
-                && w.starts_with('5')
-        })
+    crate::smtp_syntax::enhanced_status(reply)
+        .filter(|code| code.starts_with('5'))
         .unwrap_or("5.0.0")
         .to_string()
 }

@@ -48,6 +48,18 @@ pub fn one_line(text: &str) -> String {
         .collect()
 }
 
+/// The enhanced status code (RFC 3463) right after a reply's code:
+/// "550 5.1.1 <x>: unknown" -> Some("5.1.1").
+pub fn enhanced_status(reply: &str) -> Option<&str> {
+    reply.split_whitespace().nth(1).filter(|w| {
+        let parts: Vec<&str> = w.split('.').collect();
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +79,7 @@ mod tests {
         );
         assert_eq!(path("TO a@b", "TO:"), None);
         assert_eq!(one_line("a\r\nRSET"), "a  RSET");
+        assert_eq!(enhanced_status("550 5.1.1 <x>: unknown"), Some("5.1.1"));
+        assert_eq!(enhanced_status("550 unknown user"), None);
     }
 }

@@ -980,3 +980,63 @@ fn a_malformed_host_or_port_is_a_config_error() {
         assert!(stderr(&out).contains(wanted), "{key}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn notify_never_means_no_bounce_report() {
+    let sink = Sink::start(&[
+        "--listener",
+        "127.0.0.1:0=starttls",
+        "--auth",
+        "accept-any",
+        "--max-message-size",
+        "4000",
+    ]);
+    let env = client(&sink, 0, "starttls", "");
+    let body = format!("Subject: too big\n\n{}", "0123456789abcdef\n".repeat(400));
+    let out = env.sendmail(
+        &[
+            "-odi",
+            "-N",
+            "never",
+            "-f",
+            "owner@example.org",
+            "a@example.net",
+        ],
+        &body,
+    );
+    assert_exit(&out, 69, &env, "refused for good");
+    sink.no_event();
+    assert!(env.queued().is_empty(), "{}", env.listing());
+    assert!(!env.log_lines().iter().any(|l| l.contains("event=bounce")));
+}
+
+#[test]
+fn a_relay_that_takes_one_connection_still_gets_the_whole_backlog() {
+    // Relays often limit concurrent sessions per client: the extra
+    // sessions are refused (421) while the first one works.
+    let sink = Sink::start(&[
+        "--listener",
+        "127.0.0.1:0=starttls",
+        "--auth",
+        "accept-any",
+        "--max-connections",
+        "1",
+    ]);
+    let env = client(&sink, 0, "starttls", "connections = 3");
+    let n = 40;
+    for i in 0..n {
+        env.sendmail(
+            &["-odq", "x@example.net"],
+            &format!("Subject: one {i}\n\nb\n"),
+        );
+    }
+    let out = env.run("relaymail", &["flush"], b"");
+    assert_exit(&out, 0, &env, "flush");
+    let events: Vec<serde_json::Value> = (0..n).map(|_| sink.event()).collect();
+    assert_eq!(events.len(), n);
+    assert!(env.queued().is_empty(), "{}", env.listing());
+    assert!(!env
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("status=deferred")));
+}

@@ -133,6 +133,20 @@ impl Sink {
 }
 
 impl Config {
+    /// A bare name, or an address at localhost or this host: mail that
+    /// stays "here" (masqueraded when sent, its bounces to bounce_to).
+    pub fn is_local_address(&self, addr: &str) -> bool {
+        match addr.rsplit_once('@') {
+            None => true,
+            Some((_, domain)) => {
+                let d = domain.to_ascii_lowercase();
+                d == "localhost"
+                    || d == "localhost.localdomain"
+                    || d == self.hostname.to_ascii_lowercase()
+            }
+        }
+    }
+
     /// "a.toml, conf.d/b.toml", or that built-in defaults are in use.
     pub fn describe_files(&self) -> String {
         if self.files.is_empty() {

@@ -7,6 +7,7 @@
 //! message twice.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -67,13 +68,25 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
             .iter()
             .for_each(|o| log.info(&super::orphan_event(o)));
     }
+    // Selected from the envelopes already read: a timer run that finds
+    // nothing due ends here, before any credential command runs. Each
+    // attempt reads its envelope again under the message's lock.
     let mut ids: Vec<QueueId> = if options.ids.is_empty() {
-        spool
-            .list()?
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter_map(|e| QueueId::parse(&e.id))
-            .collect()
+        let mut ids = Vec::new();
+        for entry in spool.list()? {
+            match entry {
+                Ok(env) if env.held => {}
+                Ok(env) if options.due_only && env.next_attempt.is_some_and(|t| t > now()) => {}
+                Ok(env) => ids.extend(QueueId::parse(&env.id)),
+                // Delivered by another process since the listing.
+                Err(spool::Error::NotFound(_)) => {}
+                Err(e) => log.log(
+                    Severity::Warning,
+                    &Event::new(event::REJECTED).field("reason", &e),
+                ),
+            }
+        }
+        ids
     } else {
         options.ids.clone()
     };
@@ -97,6 +110,7 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
         queue: Mutex::new(ids.into()),
         log: Mutex::new(log),
         relay_down: Mutex::new(None),
+        live: AtomicUsize::new(0),
     };
     let results: Vec<Result<Summary, Failure>> = std::thread::scope(|scope| {
         let helpers: Vec<_> = (1..workers).map(|_| scope.spawn(|| run.work())).collect();
@@ -131,9 +145,21 @@ struct Run<'a> {
     secret: Option<Secret>,
     queue: Mutex<VecDeque<QueueId>>,
     log: Mutex<&'a mut Logger>,
-    /// After a connection-level failure the rest of the run is deferred
-    /// with the same reason instead of hammering a dead relay.
+    /// After a connection-level failure while no session is open, the rest
+    /// of the run is deferred with the same reason instead of hammering a
+    /// dead relay.
     relay_down: Mutex<Option<ConnectionFailure>>,
+    /// Sessions open or being opened. When one more cannot be opened
+    /// while others are (a relay that limits connections per client),
+    /// that worker hands its message back and stops instead.
+    live: AtomicUsize,
+}
+
+/// What a worker does after an attempt.
+enum Next {
+    Continue,
+    /// The relay refused one more session while others are open.
+    Stop,
 }
 
 impl Run<'_> {
@@ -146,12 +172,23 @@ impl Run<'_> {
             // the attempt, which may queue a bounce.
             let next = lock(&self.queue).pop_front();
             let Some(id) = next else { break };
-            self.attempt(&id, &mut session, &mut summary)?;
+            if let Next::Stop = self.attempt(&id, &mut session, &mut summary)? {
+                break;
+            }
         }
-        if let Some(s) = session {
+        if let Some(s) = self.close(&mut session) {
             s.quit();
         }
         Ok(summary)
+    }
+
+    /// Takes the session out of use (it is counted as open until then).
+    fn close(&self, session: &mut Option<Session>) -> Option<Session> {
+        let closed = session.take();
+        if closed.is_some() {
+            self.live.fetch_sub(1, Ordering::SeqCst);
+        }
+        closed
     }
 
     fn attempt(
@@ -159,36 +196,30 @@ impl Run<'_> {
         id: &QueueId,
         session: &mut Option<Session>,
         summary: &mut Summary,
-    ) -> Result<(), Failure> {
+    ) -> Result<Next, Failure> {
         let locked = match self.spool.lock(id) {
             Ok(l) => l,
             Err(spool::Error::Busy(_)) => {
                 summary.busy += 1;
-                return Ok(());
+                return Ok(Next::Continue);
             }
-            Err(spool::Error::NotFound(_)) => return Ok(()),
+            Err(spool::Error::NotFound(_)) => return Ok(Next::Continue),
             Err(e) => {
                 self.log(
                     Severity::Warning,
                     &Event::new(event::REJECTED).id(id).field("reason", &e),
                 );
-                return Ok(());
+                return Ok(Next::Continue);
             }
         };
         let mut env = locked.envelope()?;
         if env.held || (self.options.due_only && env.next_attempt.is_some_and(|t| t > now())) {
-            return Ok(());
+            return Ok(Next::Continue);
         }
-        let pending: Vec<usize> = env
-            .recipients
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| matches!(r.status, Status::Pending | Status::Deferred))
-            .map(|(i, _)| i)
-            .collect();
+        let pending = env.pending_indices();
         if pending.is_empty() {
             locked.remove()?;
-            return Ok(());
+            return Ok(Next::Continue);
         }
         let max_lifetime = self.config.queue.max_lifetime.as_secs();
         let age = now() - env.created;
@@ -212,14 +243,15 @@ impl Run<'_> {
                     reply: format!("554 5.4.7 {reason}"),
                 })
                 .collect();
-            return self.conclude(
+            self.conclude(
                 locked,
                 &mut env,
                 &pending,
                 &results,
                 ("none", "none"),
                 summary,
-            );
+            )?;
+            return Ok(Next::Continue);
         }
         let addresses: Vec<String> = pending
             .iter()
@@ -227,13 +259,25 @@ impl Run<'_> {
             .map(|r| r.address.clone())
             .collect();
         if session.as_ref().is_some_and(|s| !s.is_usable()) {
-            *session = None;
+            self.close(session);
         }
-        let down = lock(&self.relay_down).clone();
-        if session.is_none() && down.is_none() {
+        if session.is_none() && lock(&self.relay_down).is_none() {
+            // Counted while it opens, so that a session refused at the
+            // same moment knows another may still succeed.
+            self.live.fetch_add(1, Ordering::SeqCst);
             match self.relay.open(&self.config.hostname, self.secret.as_ref()) {
                 Ok(s) => *session = Some(s),
-                Err(failure) => *lock(&self.relay_down) = Some(failure),
+                Err(failure) => {
+                    let others = self.live.fetch_sub(1, Ordering::SeqCst) - 1;
+                    if others > 0 {
+                        // Nothing was tried: the message goes back for a
+                        // session that works.
+                        drop(locked);
+                        lock(&self.queue).push_front(id.clone());
+                        return Ok(Next::Stop);
+                    }
+                    *lock(&self.relay_down) = Some(failure);
+                }
             }
         }
         let (results, relay, tls) = match session.as_mut() {
@@ -248,7 +292,7 @@ impl Run<'_> {
                 match s.send(&env.sender, &addresses, env.size, env.eight_bit, &mut file) {
                     Ok(results) => (results, relay, tls),
                     Err(failure) => {
-                        *session = None;
+                        self.close(session);
                         (every(&addresses, &failure), relay, tls)
                     }
                 }
@@ -261,7 +305,7 @@ impl Run<'_> {
                 ),
                 // Another session found the relay down after this one
                 // had checked: nothing was tried, so nothing is recorded.
-                None => return Ok(()),
+                None => return Ok(Next::Continue),
             },
         };
         // The relay has answered: store that before anything else (a log
@@ -275,16 +319,16 @@ impl Run<'_> {
             (&relay, &tls),
             summary,
         )?;
-        if let Some(s) = session.as_mut() {
-            s.reset();
+        if session.as_mut().is_some_and(|s| !s.reset()) {
+            self.close(session);
         }
-        Ok(())
+        Ok(Next::Continue)
     }
 
     /// Ends one attempt on a message: records each recipient's result,
-    /// queues a DSN for those that bounced (delivered later in this run),
-    /// stores the new state (or removes the message when nobody is left),
-    /// and only then writes the log lines.
+    /// stores the new state, queues a DSN for those that bounced
+    /// (delivered later in this run), removes the message when nobody is
+    /// left, and only then writes the log lines.
     fn conclude(
         &self,
         locked: spool::Locked<'_>,
@@ -295,11 +339,15 @@ impl Run<'_> {
         summary: &mut Summary,
     ) -> Result<(), Failure> {
         let (bounced, events) = record(env, pending, results, relay, tls, summary);
-        let bounce = self.send_bounce(env, &locked.message_path(), &bounced, relay);
-        if env.pending().next().is_none() {
-            locked.remove()?;
-        } else {
+        // The new state first: a kill after this never sends an accepted
+        // recipient again (at worst a DSN is lost, never a second copy).
+        let done = env.pending().next().is_none();
+        if !done || !bounced.is_empty() {
             locked.update(env)?;
+        }
+        let bounce = self.send_bounce(env, &locked.message_path(), &bounced, relay);
+        if done {
+            locked.remove()?;
         }
         events
             .iter()
@@ -449,14 +497,7 @@ fn record(
 /// The enhanced status code in a reply ("250 2.0.0 Ok" -> 2.0.0), else
 /// one derived from the outcome.
 fn dsn(reply: &str, outcome: Outcome) -> String {
-    let found = reply.split_whitespace().nth(1).filter(|w| {
-        let parts: Vec<&str> = w.split('.').collect();
-        parts.len() == 3
-            && parts
-                .iter()
-                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
-    });
-    match (found, outcome) {
+    match (crate::smtp_syntax::enhanced_status(reply), outcome) {
         (Some(code), _) => code.to_string(),
         (None, Outcome::Sent) => "2.0.0".into(),
         (None, Outcome::Deferred) => "4.0.0".into(),

@@ -8,7 +8,6 @@
 //! never a fallback to cleartext.
 
 use std::io::Read;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::OnceLock;
 
 use crate::config::{AuthMethod, Mode, Smarthost, TlsMode};
@@ -100,8 +99,8 @@ pub struct Session {
 
 impl Relay {
     pub fn new(host: &Smarthost, mode: Mode) -> Relay {
-        let targets = std::iter::once((host.host.clone(), host.port))
-            .chain(host.fallback_hosts.iter().cloned())
+        let targets = probe::endpoints(host)
+            .into_iter()
             .map(|(name, port)| Target {
                 tls: OnceLock::new(),
                 name,
@@ -179,13 +178,7 @@ impl Relay {
                 server_name: &s.server_name,
             })
         };
-        let addrs: Vec<SocketAddr> = (target.name.as_str(), target.port)
-            .to_socket_addrs()
-            .map_err(|e| early("connect", format!("cannot resolve {}: {e}", target.name)))?
-            .collect();
-        if addrs.is_empty() {
-            return Err(early("connect", format!("{} has no address", target.name)));
-        }
+        let addrs = probe::resolve(&target.name, target.port).map_err(|e| early("connect", e))?;
         // Every address of the name in turn (A and AAAA), for connect
         // failures only: a relay that answered and then failed is final.
         let mut refused = Vec::new();
@@ -273,27 +266,16 @@ impl Relay {
                     "refusing to send the password over a cleartext connection; use tls = \"starttls\" or \"implicit\" (or, on a closed network only, allow_cleartext_auth = true)".into(),
                 ));
             }
-            let wanted: &[&str] = match host.auth {
-                AuthMethod::Plain => &["PLAIN"],
-                AuthMethod::Login => &["LOGIN"],
-                AuthMethod::Xoauth2 => &["XOAUTH2"],
-                AuthMethod::Auto | AuthMethod::None => &["PLAIN", "LOGIN"],
-            };
-            let Some(mechanism) = wanted.iter().find(|m| client.caps.offers_auth(m)) else {
-                let offered = if client.caps.auth.is_empty() {
-                    "it offers no AUTH at all".to_string()
-                } else {
-                    format!("it offers {}", client.caps.auth.join(" "))
-                };
-                client.abort();
-                return Err(defer(
-                    "auth",
-                    &tls,
-                    format!(
-                        "authentication failed: the relay offers no {} authentication: {offered}",
-                        wanted.join(" or ")
-                    ),
-                ));
+            let mechanism = match choose_auth(host, &client.caps) {
+                Ok(m) => m,
+                Err(reason) => {
+                    client.abort();
+                    return Err(defer(
+                        "auth",
+                        &tls,
+                        format!("authentication failed: {reason}"),
+                    ));
+                }
             };
             client
                 .auth(mechanism, user, &secret.0)
@@ -301,6 +283,32 @@ impl Relay {
         }
         Ok(Session { client, relay, tls })
     }
+}
+
+/// The AUTH mechanism for `host` among those the relay offers (auto:
+/// PLAIN, then LOGIN), or why there is none.
+fn choose_auth(host: &Smarthost, caps: &smtp::Capabilities) -> Result<&'static str, String> {
+    let wanted: &[&'static str] = match host.auth {
+        AuthMethod::Plain => &["PLAIN"],
+        AuthMethod::Login => &["LOGIN"],
+        AuthMethod::Xoauth2 => &["XOAUTH2"],
+        AuthMethod::Auto | AuthMethod::None => &["PLAIN", "LOGIN"],
+    };
+    wanted
+        .iter()
+        .find(|m| caps.offers_auth(m))
+        .copied()
+        .ok_or_else(|| {
+            let offered = if caps.auth.is_empty() {
+                "it offers no AUTH at all".to_string()
+            } else {
+                format!("it offers {}", caps.auth.join(" "))
+            };
+            format!(
+                "the relay offers no {} authentication: {offered}",
+                wanted.join(" or ")
+            )
+        })
 }
 
 /// Connect errors after which the next address of the name is worth a try.

@@ -10,7 +10,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::smtp::{Client, Wrap};
 use super::tls;
-use crate::config::{AuthMethod, Mode, Smarthost, TlsMode};
+use crate::config::{Mode, Smarthost, TlsMode};
 
 /// The relays delivery would try, in order.
 pub fn endpoints(host: &Smarthost) -> Vec<(String, u16)> {
@@ -174,26 +174,7 @@ impl Probe {
         let Some(user) = &host.username else {
             return Err("no username is configured".into());
         };
-        let wanted: &[&str] = match host.auth {
-            AuthMethod::Plain => &["PLAIN"],
-            AuthMethod::Login => &["LOGIN"],
-            AuthMethod::Xoauth2 => &["XOAUTH2"],
-            AuthMethod::Auto | AuthMethod::None => &["PLAIN", "LOGIN"],
-        };
-        let mechanism = wanted
-            .iter()
-            .find(|m| self.client.caps.offers_auth(m))
-            .ok_or_else(|| {
-                format!(
-                    "the relay offers no {} authentication (it offers: {})",
-                    wanted.join(" or "),
-                    if self.client.caps.auth.is_empty() {
-                        "none".to_string()
-                    } else {
-                        self.client.caps.auth.join(" ")
-                    }
-                )
-            })?;
+        let mechanism = super::choose_auth(host, &self.client.caps)?;
         self.client
             .auth(mechanism, user, secret)
             .map(|()| mechanism.to_string())

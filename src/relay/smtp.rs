@@ -444,9 +444,11 @@ impl Client {
 
     fn read_reply(&mut self) -> Result<Reply, Error> {
         let result = read_reply(&mut self.stream);
+        // 421: the server is closing the session (RFC 5321 3.8), whatever
+        // command it answers.
         if matches!(
             result,
-            Err(Error::Io(_) | Error::Tls(_) | Error::Protocol(_))
+            Err(Error::Io(_) | Error::Tls(_) | Error::Protocol(_)) | Ok(Reply { code: 421, .. })
         ) {
             self.broken = true;
         }

@@ -127,13 +127,7 @@ impl<'a> Rewriter<'a> {
 
     /// True for names of this host: bare, `@localhost`, `@<hostname>`.
     pub fn is_local(&self, addr: &str) -> bool {
-        match addr.rsplit_once('@') {
-            None => true,
-            Some((_, domain)) => {
-                let d = domain.to_ascii_lowercase();
-                d == "localhost" || d == "localhost.localdomain" || d == self.config.hostname
-            }
-        }
+        self.config.is_local_address(addr)
     }
 
     fn local_part(addr: &str) -> &str {

@@ -131,9 +131,24 @@ impl Envelope {
 
     /// Recipients still to deliver.
     pub fn pending(&self) -> impl Iterator<Item = &RecipientState> {
-        self.recipients
-            .iter()
-            .filter(|r| matches!(r.status, Status::Pending | Status::Deferred))
+        self.recipients.iter().filter(|r| r.is_pending())
+    }
+
+    /// The positions of the recipients still to deliver.
+    pub fn pending_indices(&self) -> Vec<usize> {
+        (0..self.recipients.len())
+            .filter(|i| {
+                self.recipients
+                    .get(*i)
+                    .is_some_and(RecipientState::is_pending)
+            })
+            .collect()
+    }
+}
+
+impl RecipientState {
+    fn is_pending(&self) -> bool {
+        matches!(self.status, Status::Pending | Status::Deferred)
     }
 }
 
