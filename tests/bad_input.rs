@@ -93,6 +93,21 @@ const CASES: &[Case] = &[
         message: "-f: the sender address contains a line break",
     },
     Case {
+        name: "recipient injection through an argument",
+        args: &["-odq", "bob@test.example\r\nBcc: victim@x.y"],
+        stdin: b"\nb\n",
+        code: 64,
+        message:
+            "recipient argument \"bob@test.example\\r\\nBcc: victim@x.y\" contains a line break",
+    },
+    Case {
+        name: "control character in a recipient after --",
+        args: &["-odq", "--", "bob@test.example\u{1b}[2J"],
+        stdin: b"\nb\n",
+        code: 64,
+        message: "contains a line break or control character",
+    },
+    Case {
         name: "header injection through -F",
         args: &["-F", "Name\nBcc: victim@example.net", "x@example.net"],
         stdin: b"\nb\n",

@@ -118,6 +118,8 @@ pub enum Error {
         allowed: &'static str,
     },
     UnsupportedMode(String),
+    /// A recipient argument with CR, LF or another control character.
+    UnsafeRecipient(String),
 }
 
 impl fmt::Display for Error {
@@ -137,6 +139,10 @@ impl fmt::Display for Error {
                 value,
                 allowed,
             } => write!(f, "{flag}: invalid value {value:?}; use {allowed}"),
+            Error::UnsafeRecipient(arg) => write!(
+                f,
+                "recipient argument {arg:?} contains a line break or control character, which could inject recipients or headers; nothing was queued; remove it"
+            ),
             Error::UnsupportedMode(mode) => write!(
                 f,
                 "-b{mode}: this mode is not supported; supported modes are -bm (send), -bp (list queue), -bi (check aliases), -bv (verify recipients), -bs (SMTP on stdin)"
@@ -185,7 +191,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Invocation, Er
         .into_iter();
     while let Some(arg) = args.next() {
         if arg == "--" {
-            inv.recipients.extend(args.by_ref());
+            for rest in args.by_ref() {
+                inv.recipients.push(recipient(rest)?);
+            }
             break;
         }
         match arg.strip_prefix("--") {
@@ -198,7 +206,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Invocation, Er
             continue;
         }
         let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.is_empty()) else {
-            inv.recipients.push(arg);
+            inv.recipients.push(recipient(arg)?);
             continue;
         };
         let chars = cluster.char_indices();
@@ -289,6 +297,15 @@ fn single_line(value: String, flag: &'static str, what: &'static str) -> Result<
         return Err(Error::Unsafe { flag, what });
     }
     Ok(value)
+}
+
+/// A recipient argument is one line of text: a CR or LF in it could
+/// smuggle extra recipients or headers past the caller.
+fn recipient(arg: String) -> Result<String, Error> {
+    if arg.chars().any(|c| c.is_control()) {
+        return Err(Error::UnsafeRecipient(arg));
+    }
+    Ok(arg)
 }
 
 fn mode(value: &str) -> Result<Operation, Error> {
@@ -435,6 +452,21 @@ mod tests {
         assert!(inv.recipients_from_headers);
         assert_eq!(inv.sender.as_deref(), Some("root"));
         assert!(inv.recipients.is_empty());
+    }
+
+    #[test]
+    fn control_characters_in_recipient_arguments_are_refused() {
+        for args in [
+            &["bob@test.example\r\nBcc: victim@x.y"][..],
+            &["--", "a@b.example\n"][..],
+            &["-t", "x@y.example\u{7f}"][..],
+        ] {
+            let argv = args.iter().map(OsString::from);
+            assert!(
+                matches!(parse(argv), Err(Error::UnsafeRecipient(_))),
+                "{args:?}"
+            );
+        }
     }
 
     #[test]
