@@ -18,6 +18,8 @@ pub fn load(config: &Config) -> Result<Option<Secret>, Failure> {
     if host.username.is_none() {
         return Ok(None);
     }
+    // No core file or ptrace may show the secret read below.
+    crate::privilege::no_core_dumps();
     if let Some(path) = &host.password_file {
         return from_file(path, config.mode).map(Some);
     }

@@ -33,9 +33,10 @@ use sysexits::{Failure, Sysexit};
 /// Runs one invocation. Returns the face (for message prefixes) and the
 /// exit status, or the failure to report.
 pub fn run(argv: Vec<OsString>) -> (Face, Result<Sysexit, Failure>) {
+    let caller = privilege::start();
     let (face, command) = cli::parse(argv);
     let result = match command {
-        Ok(command) => dispatch(face, command),
+        Ok(command) => dispatch(face, command, &caller),
         Err(cli::Failure::Sendmail(e)) => Err(e.into()),
         Err(cli::Failure::Clap(e)) => {
             // clap formats its own help, version and usage errors.
@@ -50,7 +51,7 @@ pub fn run(argv: Vec<OsString>) -> (Face, Result<Sysexit, Failure>) {
     (face, result)
 }
 
-fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
+fn dispatch(face: Face, command: Command, caller: &privilege::Caller) -> Result<Sysexit, Failure> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     match command {
@@ -61,7 +62,7 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
             if inv.help || inv.version {
                 return usage(face, inv.version, &mut out);
             }
-            let (_, config) = load_config(inv.config.clone())?;
+            let (_, config) = load_config(inv.config.clone(), caller)?;
             match inv.operation() {
                 Operation::Submit => {
                     let mut log = open_log(face, &config, inv.verbose);
@@ -110,7 +111,7 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
             // and doctor reports a broken one instead of stopping at it.
             let path = args.config;
             let configured = || -> Result<(Source, Config, log::Logger), Failure> {
-                let (source, config) = load_config(path.clone())?;
+                let (source, config) = load_config(path.clone(), caller)?;
                 let log = open_log(face, &config, false);
                 Ok((source, config, log))
             };
@@ -120,7 +121,7 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
                     faces::demo::run(&mut out)
                 }
                 Action::Doctor { send_to, json } => {
-                    let loaded = load_config(path.clone()).map(|(_, config)| config);
+                    let loaded = load_config(path.clone(), caller).map(|(_, config)| config);
                     let options = faces::doctor::Options { send_to, json };
                     faces::doctor::run(loaded, &options, &mut out)
                 }
@@ -201,7 +202,14 @@ fn dispatch(face: Face, command: Command) -> Result<Sysexit, Failure> {
                     flush_and_report(face, &config, &due, &mut log)
                 }
                 Action::Sink(sink) => {
-                    let (_, config, log) = configured()?;
+                    let (source, mut config, log) = configured()?;
+                    // The sink writes and reads where its caller says
+                    // (--store, --state-dir, an index's paths): never with
+                    // the group. The system's [sink.users] are the admin's.
+                    privilege::drop_group()?;
+                    if matches!(source, Source::System(_)) && !nix::unistd::getuid().is_root() {
+                        config.sink.users.clear();
+                    }
                     match sink.action {
                         Some(action) => faces::sink::act(&config, action, &mut out),
                         None => {
@@ -298,14 +306,27 @@ fn flush_and_report(
 
 /// Finds and loads the configuration, giving up the setgid group first
 /// when the caller chose the file.
-fn load_config(explicit: Option<PathBuf>) -> Result<(Source, Config), Failure> {
-    let env = std::env::var_os("RELAYMAIL_CONFIG").map(PathBuf::from);
-    let source = config::discover(explicit, env);
-    privilege::settle(&source)?;
-    match config::load(&source) {
+fn load_config(
+    explicit: Option<PathBuf>,
+    caller: &privilege::Caller,
+) -> Result<(Source, Config), Failure> {
+    let own = caller
+        .own_config
+        .clone()
+        .filter(|path| privilege::as_caller(|| path.is_file()));
+    let source = config::discover(explicit, caller.config_env.clone(), own);
+    privilege::settle(&source, caller)?;
+    let loaded = config::load(&source)
+        .map_err(Failure::from)
+        .and_then(|config| {
+            if privilege::is_setgid() {
+                privilege::check_system_files(&config.files)?;
+            }
+            Ok(config)
+        });
+    match loaded {
         Ok(config) => Ok((source, config)),
-        Err(e) => {
-            let failure = Failure::from(e);
+        Err(failure) => {
             // Best effort: an admin reading the mail log should see why
             // mail stopped, without a warning when there is no syslog.
             let mut log = log::Logger::open(
@@ -317,6 +338,7 @@ fn load_config(explicit: Option<PathBuf>) -> Result<(Source, Config), Failure> {
                         .is_ok(),
                     socket: "/dev/log".into(),
                     file: None,
+                    shared_file: false,
                     echo: false,
                 },
             );
@@ -336,6 +358,7 @@ fn open_log(face: Face, config: &Config, verbose: bool) -> log::Logger {
             syslog: config.log.syslog,
             socket: config.log.syslog_socket.clone(),
             file: config.log.file.clone(),
+            shared_file: config.mode == config::Mode::System,
             echo: verbose,
         },
     )

@@ -60,16 +60,15 @@ impl Source {
     }
 }
 
-/// Finds the configuration. `explicit` is `-C`, `env` is `RELAYMAIL_CONFIG`.
-pub fn discover(explicit: Option<PathBuf>, env: Option<PathBuf>) -> Source {
+/// Finds the configuration. `explicit` is `-C`, `env` is
+/// `RELAYMAIL_CONFIG`, `own` the caller's own file if it exists (looked
+/// at with the caller's rights, see `privilege::as_caller`).
+pub fn discover(explicit: Option<PathBuf>, env: Option<PathBuf>, own: Option<PathBuf>) -> Source {
     if let Some(path) = explicit.or(env).filter(|p| !p.as_os_str().is_empty()) {
         return Source::Explicit(path);
     }
-    if let Some(dirs) = directories::ProjectDirs::from("", "", "relaymail") {
-        let own = dirs.config_dir().join("relaymail.toml");
-        if own.is_file() {
-            return Source::User(own);
-        }
+    if let Some(own) = own {
+        return Source::User(own);
     }
     let system = Path::new(SYSTEM_DIR);
     if system.join("relaymail.toml").is_file() {

@@ -6,9 +6,9 @@
 //! If the syslog socket is missing, one warning goes to stderr and the
 //! program carries on: losing a log line must never lose a message.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use syslog::{Facility, Formatter3164, LoggerBackend};
@@ -140,6 +140,9 @@ pub struct Settings {
     pub syslog: bool,
     pub socket: PathBuf,
     pub file: Option<PathBuf>,
+    /// The system's log file, which every user's submissions append to:
+    /// only root may create it (root:relaymail 0660).
+    pub shared_file: bool,
     /// Also print each line on stderr (`-v`).
     pub echo: bool,
 }
@@ -148,6 +151,7 @@ pub struct Logger {
     face: &'static str,
     syslog: Option<syslog::Logger<LoggerBackend, Formatter3164>>,
     file: Option<PathBuf>,
+    shared_file: bool,
     echo: bool,
 }
 
@@ -158,6 +162,7 @@ impl Logger {
             face,
             syslog: None,
             file: None,
+            shared_file: false,
             echo: false,
         }
     }
@@ -179,6 +184,7 @@ impl Logger {
             face,
             syslog,
             file: settings.file,
+            shared_file: settings.shared_file,
             echo: settings.echo,
         }
     }
@@ -204,7 +210,7 @@ impl Logger {
         }
         if let Some(path) = &self.file {
             let time = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
-            if let Err(e) = append_line(path, &event.json(&time)) {
+            if let Err(e) = append_line(path, &event.json(&time), self.shared_file) {
                 stderr(&format!(
                     "{}: warning: cannot append to log file {}: {e}",
                     self.face,
@@ -249,18 +255,58 @@ const SYSLOG_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 
 /// One `write` per line on an O_APPEND file, so concurrent writers never
 /// interleave within a line. Opened for each line, so logrotate's
-/// `create` works without a signal. Group-writable: in system mode users'
-/// submissions append through the setgid relaymail group.
-fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o660)
-        .open(path)?;
+/// `create` works without a signal. A missing file is created only by its
+/// owner-to-be: the user in user mode (0600); in system mode only root,
+/// as root:relaymail 0660 (users' submissions append through the setgid
+/// group), so that no submitter ever owns the shared log.
+fn append_line(path: &Path, line: &str, shared: bool) -> std::io::Result<()> {
+    let mut file = open_log_file(path, shared)?;
     let mut buf = Vec::with_capacity(line.len() + 1);
     buf.extend_from_slice(line.as_bytes());
     buf.push(b'\n');
     file.write_all(&buf)
+}
+
+fn open_log_file(path: &Path, shared: bool) -> std::io::Result<File> {
+    use std::io::ErrorKind;
+    loop {
+        match OpenOptions::new().append(true).open(path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            other => return other,
+        }
+        let root = nix::unistd::geteuid().is_root();
+        if shared && !root {
+            return Err(std::io::Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "it does not exist and only root may create it; run as root: install -m 0660 -o root -g {group} /dev/null {}",
+                    path.display(),
+                    group = crate::spool::GROUP
+                ),
+            ));
+        }
+        let created = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match created {
+            // Another writer created it first: append to theirs.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+            Ok(file) => {
+                if shared {
+                    let group = nix::unistd::Group::from_name(crate::spool::GROUP)
+                        .ok()
+                        .flatten()
+                        .map(|g| g.gid);
+                    nix::unistd::fchown(&file, Some(nix::unistd::Uid::from_raw(0)), group)?;
+                    file.set_permissions(std::fs::Permissions::from_mode(0o660))?;
+                }
+                return Ok(file);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

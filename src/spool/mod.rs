@@ -224,6 +224,10 @@ impl Spool {
                 .open(&path);
             match file {
                 Ok(file) => {
+                    // The mode is the spool's, whatever the submitter's
+                    // umask: other users' mailq and flush read it.
+                    file.set_permissions(fs::Permissions::from_mode(self.file_mode))
+                        .map_err(io_err("set the mode of", &path))?;
                     let lock = lock(file, &path)?.ok_or_else(|| Error::Busy(id.clone()))?;
                     // Same open file description: the flock covers both.
                     let file = lock.try_clone().map_err(io_err("open", &path))?;
@@ -405,6 +409,7 @@ impl Spool {
                 .truncate(true)
                 .mode(self.file_mode)
                 .open(&path)?;
+            file.set_permissions(fs::Permissions::from_mode(self.file_mode))?;
             file.write_all(text.as_bytes())?;
             file.sync_data()
         })();

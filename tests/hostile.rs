@@ -1,0 +1,671 @@
+//! A hostile local user against a system-mode install made as the README
+//! says: a setgid `relaymail` binary in a temporary prefix, the system
+//! configuration at /etc/relaymail, the spool at /var/spool/relaymail and
+//! the JSON log under /var/log/relaymail. Each test works in a private
+//! mount namespace (overlays on /etc, /var/spool and /var/log, with this
+//! test's own directories bound at the relaymail paths), so it passes on
+//! a host where relaymail is installed and leaves nothing behind.
+//! Unprivileged users `alice` (the attacker) and `bob` exist only inside
+//! the namespace. Needs root and the `relaymail` group.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{have, is_root, stderr, stdout, BIN};
+
+const SECRET: &str = "smarthost-Secret-4711";
+const SINK_SECRET: &str = "sink-user-Secret-0815";
+const ALICE: u32 = 47101;
+const BOB: u32 = 47102;
+
+/// Mounts the private view, adds the users, then becomes `$2` and runs
+/// the rest of the arguments with a bare environment. Exit 99: the
+/// namespace could not be set up.
+const SETUP: &str = r#"
+d=$1 user=$2; shift 2
+fail() { echo "namespace setup failed: $*" >&2; exit 99; }
+for m in /etc /var/spool /var/log; do
+    n=$(echo "$m" | tr / _)
+    mount -t overlay overlay -o "lowerdir=$m,upperdir=$d/ns/up$n,workdir=$d/ns/work$n" "$m" || fail "overlay on $m"
+done
+mkdir -p /etc/relaymail /var/spool/relaymail /var/log/relaymail || fail mkdir
+mount --bind "$d/etc" /etc/relaymail || fail "bind etc"
+mount --bind "$d/spool" /var/spool/relaymail || fail "bind spool"
+mount --bind "$d/log" /var/log/relaymail || fail "bind log"
+if ! grep -q '^alice:' /etc/passwd; then
+    echo "alice:x:47101:47101:Alice:$d/home/alice:/bin/sh" >> /etc/passwd
+    echo "bob:x:47102:47102:Bob:$d/home/bob:/bin/sh" >> /etc/passwd
+    echo "alice:x:47101:" >> /etc/group
+    echo "bob:x:47102:" >> /etc/group
+fi
+path="$d/prefix:/usr/bin:/bin"
+if [ "$user" = root ]; then
+    exec env -i PATH="$path" HOME=/root "$@"
+fi
+exec setpriv --reuid="$user" --regid="$user" --init-groups env -i PATH="$path" HOME="$d/home/$user" "$@"
+"#;
+
+struct Host {
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    /// The installed shape, or None (with a note) where it cannot be
+    /// made: not root, no relaymail group, or a nosuid temporary
+    /// filesystem.
+    fn new(smarthost: &str) -> Option<Host> {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return None;
+        }
+        if !have("unshare") || !have("setpriv") {
+            return None;
+        }
+        let group = nix::unistd::Group::from_name("relaymail").unwrap();
+        let Some(group) = group else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "no relaymail group (scripts/test creates it)"
+            );
+            eprintln!("skipped: no relaymail group (scripts/test creates it)");
+            return None;
+        };
+        let gid = group.gid;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert!(
+            !d.starts_with("/etc") && !d.starts_with("/var/spool") && !d.starts_with("/var/log"),
+            "the test directory must lie outside the overlaid trees"
+        );
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for sub in [
+            "ns/up_etc",
+            "ns/work_etc",
+            "ns/up_var_spool",
+            "ns/work_var_spool",
+            "ns/up_var_log",
+            "ns/work_var_log",
+            "prefix",
+            "etc",
+            "spool/tmp",
+            "spool/queue",
+            "log",
+            "home/alice",
+            "home/bob",
+        ] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        std::fs::set_permissions(d.join("ns"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let chown = |path: &Path, uid: u32, group: u32, mode: u32| {
+            nix::unistd::chown(
+                path,
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(group)),
+            )
+            .unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        // README's Install section.
+        let binary = d.join("prefix/relaymail");
+        std::fs::copy(BIN, &binary).unwrap();
+        chown(&binary, 0, gid.as_raw(), 0o2755);
+        for face in ["sendmail", "mailq"] {
+            std::os::unix::fs::symlink("relaymail", d.join("prefix").join(face)).unwrap();
+        }
+        chown(&d.join("etc"), 0, gid.as_raw(), 0o750);
+        for sub in ["spool", "spool/tmp", "spool/queue"] {
+            chown(&d.join(sub), 0, gid.as_raw(), 0o2770);
+        }
+        chown(&d.join("log"), 0, gid.as_raw(), 0o750);
+        chown(&d.join("home/alice"), ALICE, ALICE, 0o700);
+        chown(&d.join("home/bob"), BOB, BOB, 0o700);
+        std::fs::write(d.join("etc/credentials"), format!("{SECRET}\n")).unwrap();
+        chown(&d.join("etc/credentials"), 0, gid.as_raw(), 0o640);
+        std::fs::write(d.join("etc/aliases"), "postmaster: root\n").unwrap();
+        chown(&d.join("etc/aliases"), 0, 0, 0o644);
+        let config = format!(
+            "hostname = \"host.test.example\"\n{smarthost}\n[rewrite]\ndefault_domain = \"test.example\"\naliases_file = \"/etc/relaymail/aliases\"\n\n[log]\nsyslog = false\nfile = \"/var/log/relaymail/relaymail.jsonl\"\n\n[sink]\nauth = \"users\"\n\n[sink.users]\nsinkuser = \"{SINK_SECRET}\"\n"
+        );
+        std::fs::write(d.join("etc/relaymail.toml"), config).unwrap();
+        chown(&d.join("etc/relaymail.toml"), 0, gid.as_raw(), 0o640);
+        let host = Host { dir };
+        // Control: in this namespace the binary really gains the group
+        // (otherwise every refusal below would prove nothing).
+        let probe = host.run(
+            "alice",
+            &["sh", "-c", "cp /usr/bin/id \"$HOME/id\" && echo ok"],
+        );
+        assert!(probe.status.success(), "{}", stderr(&probe));
+        let id = host.path("home/alice/id");
+        chown(&id, 0, gid.as_raw(), 0o2755);
+        let egid = host.run("alice", &[id.to_str().unwrap(), "-g"]);
+        if stdout(&egid).trim() != gid.to_string() {
+            eprintln!("skipped: the temporary filesystem ignores setgid (nosuid)");
+            return None;
+        }
+        Some(host)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `args` run as `user` inside the namespace.
+    fn command(&self, user: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            SETUP,
+            "sh",
+        ])
+        .arg(self.dir.path())
+        .arg(user)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, user: &str, args: &[&str]) -> Output {
+        let out = self.command(user, args).output().unwrap();
+        assert_ne!(out.status.code(), Some(99), "{}", stderr(&out));
+        out
+    }
+
+    fn shell(&self, user: &str, script: &str) -> Output {
+        self.run(user, &["sh", "-c", script])
+    }
+
+    /// Committed queue entries and their modes, as root sees them.
+    fn queue(&self) -> Vec<(String, u32, u32)> {
+        let mut all: Vec<(String, u32, u32)> = std::fs::read_dir(self.path("spool/queue"))
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                let meta = e.metadata().unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    meta.uid(),
+                    meta.mode() & 0o7777,
+                )
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    fn queued_ids(&self) -> Vec<String> {
+        self.queue()
+            .into_iter()
+            .filter_map(|(name, _, _)| name.strip_suffix(".env").map(String::from))
+            .collect()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.path("log/relaymail.jsonl")).unwrap_or_default()
+    }
+
+    /// The shared log as the package's logrotate `create` makes it.
+    fn create_log(&self) {
+        let path = self.path("log/relaymail.jsonl");
+        std::fs::write(&path, "").unwrap();
+        let gid = nix::unistd::Group::from_name("relaymail")
+            .unwrap()
+            .unwrap()
+            .gid;
+        nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(0)), Some(gid)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
+    }
+}
+
+fn assert_no_secret(out: &Output, what: &str) {
+    for text in [stdout(out), stderr(out)] {
+        for secret in [SECRET, SINK_SECRET, "bob-private-text"] {
+            assert!(!text.contains(secret), "{what}: {secret} leaked: {text}");
+        }
+    }
+}
+
+/// A sink index line whose message "path" is `target`.
+fn forged_index(target: &str) -> String {
+    serde_json::json!({
+        "id": "0000000000000001",
+        "path": target,
+        "time": "2026-01-01T00:00:00+00:00",
+        "from": "x@example.com",
+        "rcpt": ["y@example.com"],
+        "client": "127.0.0.1:1",
+        "helo": null,
+        "tls": null,
+        "cipher": null,
+        "auth_user": null,
+        "size": 0,
+        "subject": null,
+        "offset": 0,
+        "length": 0
+    })
+    .to_string()
+}
+
+/// Item 1: `sink show` through a symlinked index entry must not read the
+/// credentials, the system configuration or another user's queued
+/// message with the relaymail group.
+#[test]
+fn sink_show_never_reads_secrets_through_a_forged_index() {
+    let Some(host) = Host::new("") else { return };
+    let bob = host.shell(
+        "bob",
+        "printf 'Subject: mine\\n\\nbob-private-text\\n' | sendmail -odq bob@example.net",
+    );
+    assert!(bob.status.success(), "{}", stderr(&bob));
+    let ids = host.queued_ids();
+    assert_eq!(ids.len(), 1);
+    let bob_msg = format!("/var/spool/relaymail/queue/{}.msg", ids[0]);
+    for target in [
+        "/etc/relaymail/credentials",
+        "/etc/relaymail/relaymail.toml",
+        bob_msg.as_str(),
+    ] {
+        let script = format!(
+            "mkdir -p ~/ev && cd ~/ev && rm -f c.eml && ln -s {target} c.eml && printf '%s\\n' '{}' > sink-index.jsonl && relaymail sink show 0000000000000001 --state-dir ~/ev",
+            forged_index(&format!("{}/home/alice/ev/c.eml", host.dir.path().display()))
+        );
+        let out = host.shell("alice", &script);
+        assert_no_secret(&out, target);
+        assert_eq!(out.status.code(), Some(74), "{target}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("Permission denied"),
+            "{target}: {}",
+            stderr(&out)
+        );
+    }
+    // The same reads as the user's own are still served: the face works.
+    let own = format!(
+        "mkdir -p ~/own && cd ~/own && printf 'Subject: own\\r\\n\\r\\nalice-own-text\\r\\n' > c.eml && printf '%s\\n' '{}' > sink-index.jsonl && relaymail sink show 0000000000000001 --state-dir ~/own",
+        forged_index(&format!("{}/home/alice/own/c.eml", host.dir.path().display()))
+    );
+    let out = host.shell("alice", &own);
+    assert!(
+        out.status.success() && stdout(&out).contains("alice-own-text"),
+        "{}",
+        stderr(&out)
+    );
+    // `config check` shows the paths to secrets, never the secrets.
+    let out = host.run("alice", &["relaymail", "config", "check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_no_secret(&out, "config check");
+}
+
+/// One SMTP message to `port`; the reply to the final dot, or the reply
+/// that refused it earlier.
+fn smtp_send(port: u16, body: &str) -> String {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut reply = || {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return text;
+            }
+            text.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return text;
+            }
+        }
+    };
+    let banner = reply();
+    if !banner.starts_with("220") {
+        return banner;
+    }
+    for command in [
+        "EHLO attacker\r\n".to_string(),
+        "MAIL FROM:<a@example.com>\r\n".into(),
+        "RCPT TO:<b@example.com>\r\n".into(),
+        "DATA\r\n".into(),
+    ] {
+        writer.write_all(command.as_bytes()).unwrap();
+        let answer = reply();
+        if !answer.starts_with('2') && !answer.starts_with('3') {
+            return answer;
+        }
+    }
+    writer
+        .write_all(format!("Subject: x\r\n\r\n{body}\r\n.\r\n").as_bytes())
+        .unwrap();
+    let answer = reply();
+    let _ = writer.write_all(b"QUIT\r\n");
+    answer
+}
+
+/// Runs alice's sink with `store`, sends it one message, stops it.
+/// Returns the reply to the message (or what the sink said if it exited).
+fn alice_sink_stores(host: &Host, store: &str, body: &str) -> String {
+    let mut child = host
+        .command(
+            "alice",
+            &[
+                "relaymail",
+                "sink",
+                "--listen",
+                "127.0.0.1:0",
+                "--auth",
+                "none",
+                "--store",
+                store,
+                "--state-dir",
+                &format!("{}/home/alice/st", host.dir.path().display()),
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut said = String::new();
+    let port = loop {
+        let Some(Ok(line)) = lines.next() else {
+            // The sink exited: it refused the store at start.
+            let status = child.wait().unwrap();
+            return format!("sink exited ({status}): {said}");
+        };
+        said.push_str(&line);
+        said.push('\n');
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let addr = rest.split(' ').next().unwrap();
+            break addr.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        }
+    };
+    let reply = smtp_send(port, body);
+    let _ = child.kill();
+    let _ = child.wait();
+    reply
+}
+
+/// Item 2: a user's sink cannot write into the spool or append to the
+/// shared JSON log.
+#[test]
+fn a_users_sink_cannot_write_the_spool_or_forge_the_log() {
+    let Some(host) = Host::new("") else { return };
+    host.create_log();
+    let before = host.queue();
+    let reply = alice_sink_stores(
+        &host,
+        "mbox:/var/spool/relaymail/queue/ZZZZZZZZZZZZZZZZ.env",
+        "hello",
+    );
+    assert!(!reply.starts_with("250"), "stored into the spool: {reply}");
+    assert_eq!(host.queue(), before, "the spool changed");
+    let out = host.run("bob", &["mailq"]);
+    assert!(out.status.success(), "bob's mailq: {}", stderr(&out));
+
+    let forged = r#"{"event":"delivery","id":"0000000000000002","status":"sent","user":"root"}"#;
+    let reply = alice_sink_stores(&host, "mbox:/var/log/relaymail/relaymail.jsonl", forged);
+    assert!(!reply.starts_with("250"), "stored into the log: {reply}");
+    assert!(
+        !host.log_text().contains("\"status\":\"sent\""),
+        "forged line in the log: {}",
+        host.log_text()
+    );
+    assert!(
+        std::fs::metadata(host.path("log/relaymail.jsonl"))
+            .unwrap()
+            .uid()
+            == 0
+    );
+}
+
+/// A CA of alice's own and a server certificate for localhost from it.
+fn evil_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca = dir.join("evil-ca.pem");
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+    };
+    let p = |name: &str| dir.join(name).display().to_string();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=evil CA",
+        "-keyout",
+        &p("evil-ca.key"),
+        "-out",
+        &p("evil-ca.pem"),
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &p("server.key"),
+        "-out",
+        &p("server.csr"),
+    ]);
+    std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("server.csr"),
+        "-CA",
+        &p("evil-ca.pem"),
+        "-CAkey",
+        &p("evil-ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &p("ext"),
+        "-out",
+        &p("server.pem"),
+    ]);
+    (ca, dir.join("server.pem"), dir.join("server.key"))
+}
+
+/// Waits (bounded) for a `delivery` event in the shared log.
+fn wait_for_delivery_event(host: &Host, deadline: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let text = host.log_text();
+        if let Some(line) = text.lines().find(|l| l.contains("\"event\":\"delivery\"")) {
+            return line.to_string();
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "no delivery attempt logged within {deadline:?}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Item 3: with the default system roots, the user's SSL_CERT_FILE does
+/// not decide whom the setgid process trusts: -odi, the -odb child,
+/// flush and doctor all refuse the user's CA, and no password is sent.
+#[test]
+fn the_callers_ssl_cert_file_is_not_trusted() {
+    if !have("openssl") {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = evil_ca(certs.path());
+    let sink = common::sink::Sink::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--tls",
+        "starttls",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--auth",
+        "accept-any",
+    ]);
+    let smarthost = format!(
+        "[smarthost]\nhost = \"localhost\"\nport = {}\ntls = \"starttls\"\nauth = \"plain\"\nusername = \"alerts\"\npassword_file = \"/etc/relaymail/credentials\"\n",
+        sink.port(0)
+    );
+    let Some(host) = Host::new(&smarthost) else {
+        return;
+    };
+    host.create_log();
+    let evil = host.path("home/alice/evil-ca.pem");
+    std::fs::copy(&ca, &evil).unwrap();
+    nix::unistd::chown(&evil, Some(nix::unistd::Uid::from_raw(ALICE)), None).unwrap();
+    let with_evil_ca = format!(
+        "SSL_CERT_FILE={e} SSL_CERT_DIR={d} ",
+        e = evil.display(),
+        d = host.path("home/alice").display()
+    );
+
+    let out = host.shell(
+        "alice",
+        &format!("printf 'Subject: t\\n\\nbody\\n' | {with_evil_ca} sendmail -odi bob@example.net"),
+    );
+    assert_no_secret(&out, "-odi");
+    assert_eq!(out.status.code(), Some(75), "-odi: {}", stderr(&out));
+    sink.no_event();
+    let line = wait_for_delivery_event(&host, Duration::from_secs(5));
+    assert!(line.contains("\"status\":\"deferred\""), "{line}");
+    assert!(
+        line.to_ascii_lowercase().contains("certificate"),
+        "deferred for the certificate: {line}"
+    );
+
+    let out = host.shell("alice", &format!("{with_evil_ca} relaymail flush"));
+    assert_eq!(out.status.code(), Some(75), "flush: {}", stderr(&out));
+    assert_no_secret(&out, "flush");
+    sink.no_event();
+
+    let out = host.shell("alice", &format!("{with_evil_ca} relaymail doctor"));
+    assert_eq!(out.status.code(), Some(69), "doctor: {}", stdout(&out));
+    assert_no_secret(&out, "doctor");
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.contains("FAIL") && l.to_ascii_lowercase().contains("tls")),
+        "doctor names the TLS failure: {}",
+        stdout(&out)
+    );
+    sink.no_event();
+
+    // The -odb child: started by the setgid submission, it inherits
+    // nothing of the caller's environment.
+    std::fs::write(host.path("log/relaymail.jsonl"), "").unwrap();
+    let out = host.shell(
+        "alice",
+        &format!("printf 'Subject: t2\\n\\nbody\\n' | {with_evil_ca} sendmail bob@example.net"),
+    );
+    assert!(out.status.success(), "-odb: {}", stderr(&out));
+    let line = wait_for_delivery_event(&host, Duration::from_secs(30));
+    assert!(
+        line.contains("\"status\":\"deferred\""),
+        "-odb child: {line}"
+    );
+    sink.no_event();
+    assert_eq!(
+        host.queued_ids().len(),
+        2,
+        "both messages wait in the queue"
+    );
+}
+
+/// Item 5: the shared log is never created (and so owned) by a
+/// submitter, and a submitter's umask never decides the spool's modes.
+#[test]
+fn modes_never_follow_the_submitters_umask_and_no_user_owns_the_log() {
+    let Some(host) = Host::new("") else { return };
+    let log = host.path("log/relaymail.jsonl");
+    let submit = |user: &str, umask: &str| {
+        host.shell(
+            user,
+            &format!(
+                "umask {umask}; printf 'Subject: u\\n\\nb\\n' | sendmail -odq bob@example.net"
+            ),
+        )
+    };
+    let out = submit("alice", "000");
+    assert!(out.status.success(), "alice: {}", stderr(&out));
+    assert!(
+        !log.exists(),
+        "a submitter created the shared log: {:?}",
+        std::fs::metadata(&log).map(|m| (m.uid(), m.mode() & 0o7777))
+    );
+    assert!(
+        stderr(&out).contains(
+            "install -m 0660 -o root -g relaymail /dev/null /var/log/relaymail/relaymail.jsonl"
+        ),
+        "the warning says how to create it: {}",
+        stderr(&out)
+    );
+    // Root's first event creates it as logrotate would.
+    let out = submit("root", "022");
+    assert!(out.status.success(), "root: {}", stderr(&out));
+    let meta = std::fs::metadata(&log).unwrap();
+    let gid = nix::unistd::Group::from_name("relaymail")
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (0, gid, 0o660)
+    );
+    // Now every user's events reach it.
+    for user in ["alice", "bob"] {
+        let out = submit(user, "077");
+        assert!(out.status.success(), "{user}: {}", stderr(&out));
+    }
+    let users: Vec<String> = host
+        .log_text()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["user"].to_string())
+        .collect();
+    assert_eq!(users, ["\"root\"", "\"alice\"", "\"bob\""]);
+
+    // umask 777: the queue files still get the spool's modes, and other
+    // users' mailq reads them.
+    let out = submit("alice", "777");
+    assert!(out.status.success(), "alice umask 777: {}", stderr(&out));
+    for (name, _, mode) in host.queue() {
+        assert_eq!(mode, 0o640, "{name}");
+    }
+    let newest = host.queued_ids().pop().unwrap();
+    let out = host.run("bob", &["mailq"]);
+    assert!(out.status.success(), "bob's mailq: {}", stderr(&out));
+    assert!(stdout(&out).contains(&newest), "{}", stdout(&out));
+    let mut buf = String::new();
+    std::fs::File::open(&log)
+        .unwrap()
+        .read_to_string(&mut buf)
+        .unwrap();
+    assert_eq!(buf.lines().count(), 4, "alice's umask-777 event too");
+}
