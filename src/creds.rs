@@ -83,24 +83,51 @@ pub fn check_private(path: &Path, what: &str, mode: Mode) -> Result<(), Failure>
     Ok(())
 }
 
-/// Every configuration file is root's and closed to writes by others:
-/// only then may it name a command for the setgid binary to run.
-pub fn config_is_root_owned(config: &Config) -> bool {
-    config
-        .files
-        .iter()
-        .all(|f| std::fs::metadata(f).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0))
+/// Who may own a configuration that names a command or a private key:
+/// root alone for root and the setgid binary (they act for others), else
+/// root or the caller.
+fn trusted_owners() -> Vec<u32> {
+    let uid = nix::unistd::getuid().as_raw();
+    if crate::privilege::is_setgid() || nix::unistd::geteuid().is_root() || uid == 0 {
+        vec![0]
+    } else {
+        vec![0, uid]
+    }
+}
+
+/// `password_command` and `client_key` are honoured only from a
+/// configuration that no one else can change: every file and every
+/// directory above it. Checked when the configuration is loaded.
+pub fn check_trusted(config: &Config) -> Result<(), Failure> {
+    let Some(host) = &config.smarthost else {
+        return Ok(());
+    };
+    let key = match (&host.password_command, &host.client_key) {
+        (Some(_), _) => "password_command",
+        (None, Some(_)) => "client_key",
+        (None, None) => return Ok(()),
+    };
+    let owners = trusted_owners();
+    for file in &config.files {
+        if let Some((path, problem)) = crate::privilege::untrusted(file, &owners) {
+            let owner = if owners == [0] { "root" } else { "$USER" };
+            return Err(Failure::new(
+                Sysexit::Config,
+                format!(
+                    "{}: {key} is honoured only from a configuration no one else can change, but {} {problem}; run chown {owner} {1} && chmod go-w {1}, or remove {key}",
+                    file.display(),
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn from_command(command: &str, config: &Config) -> Result<Secret, Failure> {
-    // Under the setgid binary a command from a file a user could write
-    // would run with the relaymail group.
-    if crate::privilege::is_setgid() && !config_is_root_owned(config) {
-        return Err(Failure::new(
-            Sysexit::NoPerm,
-            "password_command is honoured only from a root-owned configuration not writable by others",
-        ));
-    }
+    // Checked at load too; a command from a file someone else could
+    // write would run with the caller's (or the group's) rights.
+    check_trusted(config)?;
     let out = Command::new("/bin/sh")
         .args(["-c", command])
         .output()

@@ -322,6 +322,7 @@ fn load_config(
             if privilege::is_setgid() {
                 privilege::check_system_files(&config.files)?;
             }
+            creds::check_trusted(&config)?;
             Ok(config)
         });
     match loaded {

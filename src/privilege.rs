@@ -22,7 +22,7 @@ use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use nix::unistd::{getegid, getgid, getuid, setegid, setresgid};
+use nix::unistd::{getegid, getgid, setegid, setresgid};
 
 use crate::config::Source;
 use crate::sysexits::{Failure, Sysexit};
@@ -138,18 +138,16 @@ pub fn settle(source: &Source, caller: &Caller) -> Result<(), Failure> {
     if !is_setgid() || matches!(source, Source::System(_)) {
         return Ok(());
     }
-    if !getuid().is_root() {
-        drop_group().map_err(|e| {
-            Failure::new(
-                Sysexit::OsErr,
-                format!(
-                    "cannot give up the relaymail group before reading a user-chosen configuration: {}",
-                    e.message
-                ),
-            )
-        })?;
-        restore_environment(caller);
-    }
+    drop_group().map_err(|e| {
+        Failure::new(
+            Sysexit::OsErr,
+            format!(
+                "cannot give up the relaymail group before reading a user-chosen configuration: {}",
+                e.message
+            ),
+        )
+    })?;
+    restore_environment(caller);
     Ok(())
 }
 
@@ -169,44 +167,47 @@ fn restore_environment(caller: &Caller) {
 /// can write it decides what the relaymail group opens and runs.
 pub fn check_system_files(files: &[PathBuf]) -> Result<(), Failure> {
     for file in files {
-        // The path as written and where it really leads: a directory on
-        // either, if others can write it, lets them swap the file.
-        let real = std::fs::canonicalize(file).ok();
-        for path in std::iter::once(file.as_path())
-            .chain(real.as_deref())
-            .flat_map(Path::ancestors)
-        {
-            if path.as_os_str().is_empty() {
-                continue;
-            }
-            if let Some(problem) = writable_by_others(path) {
-                return Err(Failure::new(
-                    Sysexit::Config,
-                    format!(
-                        "refusing the system configuration {}: {} {problem}, so others could change what the relaymail group does; as root run chown root {1} && chmod go-w {1}",
-                        file.display(),
-                        path.display()
-                    ),
-                ));
-            }
+        if let Some((path, problem)) = untrusted(file, &[0]) {
+            return Err(Failure::new(
+                Sysexit::Config,
+                format!(
+                    "refusing the system configuration {}: {} {problem}, so others could change what the relaymail group does; as root run chown root {1} && chmod go-w {1}",
+                    file.display(),
+                    path.display()
+                ),
+            ));
         }
     }
     Ok(())
 }
 
-fn writable_by_others(path: &Path) -> Option<String> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    if meta.uid() != 0 {
-        return Some(format!("belongs to uid {}, not root", meta.uid()));
-    }
-    let sticky_dir = meta.is_dir() && meta.mode() & 0o1000 != 0;
-    if meta.mode() & 0o022 != 0 && !meta.file_type().is_symlink() && !sticky_dir {
-        return Some(format!(
-            "is writable by group or others (mode {:04o})",
-            meta.mode() & 0o7777
-        ));
-    }
-    None
+/// Why `file` could be changed by someone other than `owners`: the first
+/// path (the file or a directory above it, as written or where it really
+/// leads) that another user owns or that group or others may write.
+/// Sticky directories such as /tmp do not count: others cannot swap what
+/// they hold.
+pub fn untrusted(file: &Path, owners: &[u32]) -> Option<(PathBuf, String)> {
+    let real = std::fs::canonicalize(file).ok();
+    std::iter::once(file)
+        .chain(real.as_deref())
+        .flat_map(Path::ancestors)
+        .filter(|path| !path.as_os_str().is_empty())
+        .find_map(|path| {
+            let meta = std::fs::symlink_metadata(path).ok()?;
+            if !owners.contains(&meta.uid()) {
+                return Some((path.to_path_buf(), format!("belongs to uid {}", meta.uid())));
+            }
+            let sticky_dir = meta.is_dir() && meta.mode() & 0o1000 != 0;
+            (meta.mode() & 0o022 != 0 && !meta.file_type().is_symlink() && !sticky_dir).then(|| {
+                (
+                    path.to_path_buf(),
+                    format!(
+                        "is writable by group or others (mode {:04o})",
+                        meta.mode() & 0o7777
+                    ),
+                )
+            })
+        })
 }
 
 /// Gives up the setgid group for good (for faces that never need the

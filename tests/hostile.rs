@@ -669,3 +669,57 @@ fn modes_never_follow_the_submitters_umask_and_no_user_owns_the_log() {
         .unwrap();
     assert_eq!(buf.lines().count(), 4, "alice's umask-777 event too");
 }
+
+/// A configuration that names a command may come only from files no one
+/// else can change: a conf.d fragment a user owns is refused for the
+/// setgid binary, and root never runs a command from a user's file.
+#[test]
+fn commands_come_only_from_configurations_no_one_else_can_change() {
+    let Some(host) = Host::new("") else { return };
+    let marker = host.path("home/alice/ran");
+    let fragment = format!(
+        "[smarthost]\nhost = \"127.0.0.1\"\nport = 9\ntls = \"none\"\nusername = \"u\"\npassword_command = \"touch {}\"\n",
+        marker.display()
+    );
+    // An admin's slip: conf.d handed to alice.
+    let conf_d = host.path("etc/conf.d");
+    std::fs::create_dir(&conf_d).unwrap();
+    std::fs::write(conf_d.join("alice.toml"), &fragment).unwrap();
+    for path in [&conf_d, &conf_d.join("alice.toml")] {
+        nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(ALICE)), None).unwrap();
+    }
+    let out = host.shell(
+        "alice",
+        "printf 'Subject: c\\n\\nb\\n' | sendmail -odi bob@example.net",
+    );
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/etc/relaymail/conf.d")
+            && stderr(&out).contains("belongs to uid 47101"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(host.queued_ids().is_empty());
+    std::fs::remove_dir_all(&conf_d).unwrap();
+
+    // Root with -C on alice's file: the command is refused, not run.
+    let own = host.path("home/alice/own.toml");
+    std::fs::write(&own, &fragment).unwrap();
+    nix::unistd::chown(&own, Some(nix::unistd::Uid::from_raw(ALICE)), None).unwrap();
+    let out = host.run("root", &["relaymail", "-C", own.to_str().unwrap(), "flush"]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "password_command is honoured only from a configuration no one else can change"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!marker.exists(), "root ran alice's password_command");
+    // Alice's own file is hers to use (as alice, without the group).
+    let out = host.run(
+        "alice",
+        &["relaymail", "-C", own.to_str().unwrap(), "config", "check"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -213,18 +213,6 @@ fn permissions(config: &Config, report: &mut Report) {
             );
         }
     }
-    let command = config
-        .smarthost
-        .as_ref()
-        .is_some_and(|h| h.password_command.is_some());
-    if command && config.mode == Mode::System && !crate::creds::config_is_root_owned(config) {
-        report.with_fix(
-            "permissions",
-            Status::Warn,
-            "the configuration is not root-owned and closed to writes by others, so unprivileged users' sendmail ignores password_command",
-            "chown root and chmod go-w the files named under config",
-        );
-    }
     // password_file is checked with the credentials, as delivery reads it.
     if let Some(key) = config
         .smarthost
