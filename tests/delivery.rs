@@ -1040,3 +1040,267 @@ fn a_relay_that_takes_one_connection_still_gets_the_whole_backlog() {
         .iter()
         .any(|l| l.contains("status=deferred")));
 }
+
+#[test]
+fn a_552_after_the_final_dot_from_the_sink_bounces_each_recipient_once() {
+    // The sink counts its own Return-Path and Received lines against
+    // --max-message-size. A limit a few bytes above the queued message
+    // passes relaymail's EHLO SIZE check and the sink's SIZE= check at
+    // MAIL, and the sink refuses with 552 5.3.4 only after the final dot.
+    let first = Sink::start(&["--listener", "127.0.0.1:0=starttls", "--auth", "accept-any"]);
+    let env = client(&first, 0, "starttls", "");
+    let body = format!(
+        "Subject: just too big\n\n{}",
+        "0123456789abcdef\n".repeat(400)
+    );
+    let out = env.sendmail(
+        &[
+            "-odq",
+            "-f",
+            "owner@example.org",
+            "a@example.net",
+            "b@example.net",
+        ],
+        &body,
+    );
+    assert_exit(&out, 0, &env, "queued");
+    let size = env.only_message().msg.len();
+    // The same state directory, so the same certificate; a new port.
+    let dir = first.dir.clone();
+    drop(first);
+    let limit = (size + 20).to_string();
+    let args = [
+        "--listener",
+        "127.0.0.1:0=starttls",
+        "--auth",
+        "accept-any",
+        "--max-message-size",
+        &limit,
+    ];
+    let sink = Sink::start_in(dir, args.iter().map(|a| a.to_string()).collect(), &[]);
+    set(&env, "port", &sink.port(0).to_string());
+
+    let out = env.run("relaymail", &["flush"], b"");
+    assert_exit(&out, 0, &env, "flush");
+    let reply = "552 5.3.4 Error: message size exceeds fixed limit";
+    let lines = env.log_lines();
+    let bounced: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("event=delivery") && l.contains("status=bounced"))
+        .collect();
+    assert_eq!(bounced.len(), 2, "one line per recipient: {lines:?}");
+    for (line, to) in bounced.iter().zip(["a@example.net", "b@example.net"]) {
+        assert!(
+            line.contains(&format!("to=<{to}>"))
+                && line.contains("dsn=5.3.4")
+                && line.contains(reply),
+            "{line}"
+        );
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains("status=deferred")),
+        "{lines:?}"
+    );
+    // Exactly one DSN, to the sender, quoting the sink's reply.
+    let dsn = sink.event();
+    assert_eq!(dsn["from"], "");
+    assert_eq!(dsn["rcpt"], serde_json::json!(["owner@example.org"]));
+    let text = std::fs::read_to_string(dsn["path"].as_str().unwrap()).unwrap();
+    for want in [
+        "Final-Recipient: rfc822; a@example.net",
+        "Final-Recipient: rfc822; b@example.net",
+        "Status: 5.3.4",
+        &format!("Diagnostic-Code: smtp; {reply}"),
+        "Subject: just too big",
+    ] {
+        assert!(text.contains(want), "DSN lacks {want:?}:\n{text}");
+    }
+    sink.no_event();
+    assert!(env.queued().is_empty(), "{}", env.listing());
+    let mailq = stdout(&env.run("mailq", &[], b""));
+    assert!(mailq.contains("Mail queue is empty"), "{mailq}");
+    // Nothing left to retry.
+    let again = env.run("relaymail", &["flush"], b"");
+    assert_exit(&again, 0, &env, "second flush");
+    sink.no_event();
+    assert_eq!(env.log_lines().len(), lines.len(), "{:?}", env.log_lines());
+}
+
+/// A relay on loopback for one session that answers every command by its
+/// verb: each RCPT with the next of `rcpt` (then 250), the end of each
+/// message with the next of `after_dot` (then 250); `None` there hangs up
+/// instead of answering. Returns the port and a handle yielding each
+/// message's lines, MAIL FROM first.
+fn relay_answering_the_dot(
+    rcpt: Vec<&'static str>,
+    after_dot: Vec<Option<&'static str>>,
+) -> (u16, std::thread::JoinHandle<Vec<Vec<String>>>) {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let (mut rcpt, mut after_dot) = (rcpt.into_iter(), after_dot.into_iter());
+        let mut messages: Vec<Vec<String>> = Vec::new();
+        writer.write_all(b"220 relay.example ESMTP\r\n").unwrap();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            let command = line.trim_end().to_string();
+            let verb = command.get(..4).unwrap_or("").to_ascii_uppercase();
+            let reply = match verb.as_str() {
+                "EHLO" => "250-relay.example\r\n250 8BITMIME\r\n",
+                "MAIL" => {
+                    messages.push(vec![command]);
+                    "250 2.1.0 Ok\r\n"
+                }
+                "RCPT" => rcpt.next().unwrap_or("250 2.1.5 Ok\r\n"),
+                "DATA" => {
+                    writer.write_all(b"354 go ahead\r\n").unwrap();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return messages;
+                        }
+                        if line == ".\r\n" {
+                            break;
+                        }
+                        if let Some(m) = messages.last_mut() {
+                            m.push(line.trim_end().to_string());
+                        }
+                    }
+                    match after_dot.next() {
+                        Some(Some(reply)) => reply,
+                        Some(None) => return messages,
+                        None => "250 2.0.0 Ok: queued\r\n",
+                    }
+                }
+                "QUIT" => {
+                    let _ = writer.write_all(b"221 2.0.0 Bye\r\n");
+                    break;
+                }
+                _ => "250 2.0.0 Ok\r\n",
+            };
+            if writer.write_all(reply.as_bytes()).is_err() {
+                break;
+            }
+        }
+        messages
+    });
+    (port, handle)
+}
+
+/// An Env whose smarthost is a plain relay on `port` (no TLS, no AUTH).
+fn plain_client(port: u16) -> Env {
+    let env = Env::new();
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str(&format!(
+        "\n[smarthost]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ncommand_timeout = \"5s\"\n"
+    ));
+    std::fs::write(&env.config, config).unwrap();
+    env
+}
+
+#[test]
+fn a_5xx_after_the_final_dot_bounces_the_accepted_recipients_with_that_reply() {
+    let reply = "554 5.7.1 message content rejected by policy";
+    let (port, relay) = relay_answering_the_dot(
+        vec![
+            "250 2.1.5 Ok\r\n",
+            "550 5.1.1 <b@example.net>: no such user\r\n",
+        ],
+        vec![Some("554 5.7.1 message content rejected by policy\r\n")],
+    );
+    let env = plain_client(port);
+    let out = env.sendmail(
+        &[
+            "-odi",
+            "-f",
+            "owner@example.org",
+            "a@example.net",
+            "b@example.net",
+            "c@example.net",
+        ],
+        "Subject: judged after the dot\n\nb\n",
+    );
+    assert_exit(&out, 69, &env, "refused for good");
+    assert!(env.queued().is_empty(), "{}", env.listing());
+    let lines = env.log_lines();
+    let line = |to: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains("event=delivery") && l.contains(&format!("to=<{to}>")))
+            .unwrap_or_else(|| panic!("no delivery line for {to}: {lines:?}"))
+            .clone()
+    };
+    for to in ["a@example.net", "c@example.net"] {
+        let l = line(to);
+        assert!(
+            l.contains("status=bounced") && l.contains("dsn=5.7.1") && l.contains(reply),
+            "{l}"
+        );
+    }
+    let b = line("b@example.net");
+    assert!(
+        b.contains("status=bounced") && b.contains("dsn=5.1.1"),
+        "{b}"
+    );
+    // The DSN went over the same session, after RSET: one report for all
+    // three, each with its own reply.
+    let messages = relay.join().unwrap();
+    assert_eq!(messages.len(), 2, "the message and one DSN: {messages:?}");
+    assert!(messages[1][0].starts_with("MAIL FROM:<>"), "{messages:?}");
+    let dsn = messages[1].join("\n");
+    for want in [
+        "Final-Recipient: rfc822; a@example.net",
+        "Final-Recipient: rfc822; c@example.net",
+        &format!("Diagnostic-Code: smtp; {reply}"),
+        "Diagnostic-Code: smtp; 550 5.1.1 <b@example.net>: no such user",
+    ] {
+        assert!(dsn.contains(want), "DSN lacks {want:?}:\n{dsn}");
+    }
+    assert_eq!(dsn.matches("Final-Recipient:").count(), 3, "{dsn}");
+}
+
+#[test]
+fn a_4xx_a_hang_up_or_garbage_after_the_final_dot_defers() {
+    for (answer, wanted) in [
+        (
+            Some("452 4.3.1 insufficient system storage\r\n"),
+            "452 4.3.1 insufficient system storage",
+        ),
+        (None, "the relay closed the connection"),
+        (Some("hello there\r\n"), "not an SMTP reply"),
+    ] {
+        let (port, relay) = relay_answering_the_dot(Vec::new(), vec![answer]);
+        let env = plain_client(port);
+        let out = env.sendmail(
+            &["-odi", "-f", "owner@example.org", "a@example.net"],
+            "Subject: s\n\nb\n",
+        );
+        assert_exit(&out, 75, &env, wanted);
+        let messages = relay.join().unwrap();
+        assert_eq!(messages.len(), 1, "no DSN: {messages:?}");
+        let q = env.only_message();
+        assert!(
+            q.env.contains("status = \"deferred\"") && q.env.contains(wanted),
+            "{wanted}: {}",
+            q.env
+        );
+        assert!(
+            env.log_lines()
+                .iter()
+                .any(|l| l.contains("status=deferred") && l.contains(wanted)),
+            "{:?}",
+            env.log_lines()
+        );
+    }
+}

@@ -1,8 +1,9 @@
 //! Interop with a real Postfix smarthost (private instance, loopback only,
 //! started by tests/postfix/start.sh): STARTTLS-required and implicit-TLS
-//! submission with SASL AUTH (Dovecot), a 550 and a 450 recipient, TLS
-//! version limits, a client certificate, pinning, a relay that is down at
-//! submission, SIGKILL while delivering, concurrent flushes. Postfix
+//! submission with SASL AUTH (Dovecot), a 550 and a 450 recipient, a 552
+//! after the final dot, TLS version limits, a client certificate,
+//! pinning, a relay that is down at submission, SIGKILL while
+//! delivering, concurrent flushes. Postfix
 //! relays what it accepts to relaymail's sink, so the tests see exactly
 //! what arrived, and how often.
 #![allow(
@@ -26,6 +27,9 @@ struct Postfix {
     dir: tempfile::TempDir,
     submit: u16,
     smtps: u16,
+    /// SUBMIT's twin that takes at most 10240 bytes without advertising
+    /// SIZE: a larger message gets its 552 after the final dot.
+    small: u16,
 }
 
 fn free_port() -> u16 {
@@ -64,6 +68,9 @@ impl Postfix {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let (submit, smtps) = (free_port(), free_port_pair());
+        let small = std::iter::repeat_with(free_port)
+            .find(|p| ![submit, smtps, smtps + 1].contains(p))
+            .unwrap();
         let out = Command::new("bash")
             .arg(format!("{SCRIPTS}/start.sh"))
             .arg(dir.path().join("pf"))
@@ -72,6 +79,7 @@ impl Postfix {
                 smtps.to_string(),
                 format!("127.0.0.1:{}", sink.port(0)),
                 protocols.to_string(),
+                small.to_string(),
             ])
             .output()
             .unwrap();
@@ -81,7 +89,12 @@ impl Postfix {
             stdout(&out),
             stderr(&out)
         );
-        Some(Postfix { dir, submit, smtps })
+        Some(Postfix {
+            dir,
+            submit,
+            smtps,
+            small,
+        })
     }
 
     fn path(&self, name: &str) -> std::path::PathBuf {
@@ -705,4 +718,79 @@ fn logwatch_summarises_a_log_from_postfix_deliveries() {
         "top deferral reasons: {report}"
     );
     assert!(!report.contains("wrong-one") && !report.contains("interop-secret"));
+}
+
+#[test]
+fn a_552_after_the_final_dot_from_postfix_bounces_once_and_is_not_retried() {
+    let sink = sink();
+    let Some(postfix) = Postfix::start(&sink, ">=TLSv1.2") else {
+        return;
+    };
+    let env = client(&postfix, postfix.small, "starttls", "interop-secret", "");
+    let body = format!(
+        "Subject: too big for postfix\n\n{}",
+        "0123456789abcdef\n".repeat(1000)
+    );
+    let out = env.sendmail(
+        &[
+            "-odi",
+            "-f",
+            "owner@example.org",
+            "ok@example.net",
+            "also@example.net",
+        ],
+        &body,
+    );
+    assert_exit(&out, 69, &env, "refused for good after the dot");
+    // Postfix's smtpd words the limit so when it is hit during DATA.
+    let reply = "552 5.3.4 Error: message file too big";
+    let lines = env.log_lines();
+    for to in ["ok@example.net", "also@example.net"] {
+        let line = lines
+            .iter()
+            .find(|l| l.contains("event=delivery") && l.contains(&format!("to=<{to}>")))
+            .unwrap_or_else(|| panic!("no delivery line for {to}: {lines:?}"));
+        assert!(
+            line.contains("status=bounced") && line.contains("dsn=5.3.4") && line.contains(reply),
+            "{line}"
+        );
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains("status=deferred")),
+        "{lines:?}"
+    );
+    assert!(env.queued().is_empty(), "{}", env.listing());
+    let mailq = stdout(&env.run("mailq", &[], b""));
+    assert!(mailq.contains("Mail queue is empty"), "{mailq}");
+    // One DSN, relayed by Postfix to the sink, quoting Postfix's reply.
+    let dsn = sink.event();
+    assert_eq!(dsn["from"], "", "a bounce comes from the null sender");
+    assert_eq!(dsn["rcpt"], serde_json::json!(["owner@example.org"]));
+    let text = std::fs::read_to_string(dsn["path"].as_str().unwrap()).unwrap();
+    for want in [
+        "Final-Recipient: rfc822; ok@example.net",
+        "Final-Recipient: rfc822; also@example.net",
+        "Status: 5.3.4",
+        &format!("Diagnostic-Code: smtp; {reply}"),
+        "Subject: too big for postfix",
+    ] {
+        assert!(text.contains(want), "DSN lacks {want:?}:\n{text}");
+    }
+    // No retry: a later flush has nothing to send, and Postfix saw the
+    // message once.
+    let again = env.run("relaymail", &["flush"], b"");
+    assert_exit(&again, 0, &env, "second flush");
+    assert_eq!(env.log_lines().len(), lines.len(), "{:?}", env.log_lines());
+    assert!(
+        sink.events
+            .recv_timeout(std::time::Duration::from_secs(2))
+            .is_err(),
+        "nothing else arrives"
+    );
+    let maillog = std::fs::read_to_string(postfix.path("maillog")).unwrap();
+    assert_eq!(
+        maillog.matches("queue file size limit exceeded").count(),
+        1,
+        "{maillog}"
+    );
 }

@@ -455,15 +455,17 @@ impl Session {
                 return Ok(results);
             }
         };
+        // The reply to the final "." is the relay's verdict on the message
+        // for every recipient it accepted at RCPT: 4xx defers them, 5xx
+        // (552 5.3.4 too big, 554 5.7.1 content refused) fails them for
+        // good, like a 5xx at RCPT. No reply at all (a cut connection, a
+        // timeout, bytes that are not SMTP) ended above as a deferral:
+        // the relay may have kept the message.
         for r in results.iter_mut().filter(|r| r.outcome == Outcome::Sent) {
-            if final_reply.is_positive() {
-                r.reply = final_reply.text();
-            } else {
-                // DATA-phase refusals are deferrals, even 5xx: the relay
-                // may have refused the content for a passing reason.
-                r.outcome = Outcome::Deferred;
-                r.reply = final_reply.text();
+            if !final_reply.is_positive() {
+                r.outcome = classify(&final_reply);
             }
+            r.reply = final_reply.text();
         }
         Ok(results)
     }

@@ -4,6 +4,10 @@
 #   SUBMIT  STARTTLS required, AUTH (Dovecot SASL: user/password below)
 #   SMTPS   implicit TLS, same AUTH
 #   PLAIN   no STARTTLS offered at all (SMTPS port + 1)
+#   SMALL   like SUBMIT, but takes at most 10240 bytes and does not
+#           advertise SIZE, so a larger message is refused only after
+#           its final dot: 552 5.3.4 Error: message file too big
+#           (optional; listens only when SMALL_PORT is given)
 # Both TLS ports ask for (and log) a client certificate; tls/client.pem
 # and tls/client.key are one the CA signed.
 # Accepted mail is relayed to RELAYHOST (host:port; the tests point it at
@@ -12,12 +16,12 @@
 #   blocked@example.net -> 554 5.7.1 ... blocked using zen.spamhaus.org
 #   (DIR/access; every session gets a fresh smtpd, max_use=1, so an edit
 #   takes effect at the next connection).
-# Usage: start.sh DIR SUBMIT_PORT SMTPS_PORT RELAYHOST [TLS_PROTOCOLS]
+# Usage: start.sh DIR SUBMIT_PORT SMTPS_PORT RELAYHOST [TLS_PROTOCOLS [SMALL_PORT]]
 #
 # AUTH is answered by a private Dovecot (dovecot-core) started here too.
 # Prints nothing on success; needs root (Postfix's master runs as root).
 set -euo pipefail
-dir=$1 submit=$2 smtps=$3 relayhost=$4 protocols=${5:->=TLSv1.2}
+dir=$1 submit=$2 smtps=$3 relayhost=$4 protocols=${5:->=TLSv1.2} small=${6:-}
 user=alerts password=interop-secret host=relay.test.example
 mkdir -p "$dir"/{etc,queue,data,tls}
 
@@ -142,14 +146,20 @@ anvil     unix  - - n -  1 anvil
 scache    unix  - - n -  1 scache
 postlog   unix-dgram n - n - 1 postlogd
 CONF
+if [ -n "$small" ]; then
+    # smtpd itself counts the DATA bytes against message_size_limit and
+    # answers 552 5.3.4 after the final dot.
+    echo "127.0.0.1:$small inet n - n - - smtpd -o max_use=1 -o message_size_limit=10240 -o smtpd_discard_ehlo_keywords=size" >> "$dir/etc/master.cf"
+fi
 
 # Create the queue's subdirectories with Postfix's own permissions.
 "$(postconf -dh daemon_directory)/post-install" config_directory="$dir/etc" meta_directory="$(postconf -dh meta_directory)" create-missing >/dev/null
 dovecot -c "$dir/dovecot/dovecot.conf" </dev/null >/dev/null 2>&1
 postfix -c "$dir/etc" start >/dev/null 2>&1
-# Wait until both listeners accept connections (at most 10 s).
+# Wait until the listeners accept connections (at most 10 s).
 for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$submit") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$smtps") 2>/dev/null; then
+    if (exec 3<>"/dev/tcp/127.0.0.1/$submit") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$smtps") 2>/dev/null \
+        && { [ -z "$small" ] || (exec 3<>"/dev/tcp/127.0.0.1/$small") 2>/dev/null; }; then
         exit 0
     fi
     sleep 0.1
