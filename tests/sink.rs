@@ -881,3 +881,387 @@ fn a_sink_started_as_root_with_a_user_generates_its_certificate_and_serves_as_th
         "{uid_line}"
     );
 }
+
+// Issue 17 item 4: slow clients. Timeouts are deadlines, enforced inside
+// every read: a client sending a byte every 0.3 s (never a newline) is cut
+// when its line's command_timeout or its session_timeout passes, however
+// steadily it sends.
+
+/// A sink with `args` whose JSON log is returned beside it.
+fn sink_with_log(args: &[&str]) -> (Sink, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.jsonl");
+    std::fs::write(
+        dir.path().join("relaymail.toml"),
+        format!(
+            "hostname = \"sink.test.example\"\n[log]\nsyslog = false\nfile = {:?}\n",
+            log.display().to_string()
+        ),
+    )
+    .unwrap();
+    let args = args.iter().map(|a| a.to_string()).collect();
+    (Sink::start_in(std::sync::Arc::new(dir), args, &[]), log)
+}
+
+/// The log's `event=refused` and `event=tls_failed` lines.
+fn refusals(log: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "refused" || e["event"] == "tls_failed")
+        .collect()
+}
+
+/// What a trickling client saw.
+struct Trickled {
+    /// Everything the sink sent.
+    got: Vec<u8>,
+    /// When the sink closed the connection, from the client's connect.
+    closed_at: Option<Duration>,
+    /// Bytes the client sent (one each 0.3 s, none a newline).
+    sent: usize,
+}
+
+/// Sends `x` every 0.3 s and reads whatever comes back, until the sink
+/// closes the connection or `give_up` after `started` has passed.
+fn trickle(stream: &mut TcpStream, started: std::time::Instant, give_up: Duration) -> Trickled {
+    let step = Duration::from_millis(300);
+    let mut got = Vec::new();
+    let mut sent = 0;
+    let mut next = std::time::Instant::now();
+    loop {
+        if started.elapsed() > give_up {
+            return Trickled {
+                got,
+                closed_at: None,
+                sent,
+            };
+        }
+        if std::time::Instant::now() >= next {
+            if stream.write_all(b"x").is_ok() {
+                sent += 1;
+            }
+            next += step;
+        }
+        let wait = next.saturating_duration_since(std::time::Instant::now());
+        stream
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+            .unwrap();
+        let mut buf = [0u8; 8192];
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            // A reset after our last byte met the closed socket.
+            Err(_) => break,
+        }
+    }
+    Trickled {
+        got,
+        closed_at: Some(started.elapsed()),
+        sent,
+    }
+}
+
+/// Reads one reply (through its last line) from a raw stream.
+fn read_reply(stream: &mut TcpStream) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut all = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        if stream.read(&mut byte).unwrap() == 0 {
+            break;
+        }
+        all.push(byte[0]);
+        if all.ends_with(b"\n") {
+            let text = String::from_utf8_lossy(&all).into_owned();
+            let last = text
+                .trim_end()
+                .rsplit('\n')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            if last.as_bytes().get(3) != Some(&b'-') {
+                return text;
+            }
+        }
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+/// Sends `line` every 0.5 s (reading its 250 when `replies`), the last
+/// time at `last_at` after `started`: the line waited for next begins
+/// then, less than a command_timeout before the session's end.
+fn keep_busy(
+    stream: &mut TcpStream,
+    line: &str,
+    started: std::time::Instant,
+    last_at: Duration,
+    replies: bool,
+) {
+    let mut at = started.elapsed();
+    loop {
+        stream.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        if replies {
+            let reply = read_reply(stream);
+            assert!(reply.starts_with("250"), "{line}: {reply}");
+        }
+        if at >= last_at {
+            return;
+        }
+        at = (at + Duration::from_millis(500)).min(last_at);
+        std::thread::sleep(at.saturating_sub(started.elapsed()));
+    }
+}
+
+/// Asserts that a trickle was cut with 421 4.4.2 between `deadline` and
+/// `deadline` + 2 s, after the client kept sending (at least `sent`
+/// bytes), and that the log names the deadline and the stage.
+fn assert_cut(t: &Trickled, deadline: Duration, sent: usize, log: &std::path::Path, reason: &str) {
+    let got = String::from_utf8_lossy(&t.got);
+    let Some(closed) = t.closed_at else {
+        panic!(
+            "still open after {} bytes sent 0.3 s apart; the sink answered {got:?}",
+            t.sent
+        );
+    };
+    assert!(
+        got.contains("421 4.4.2 sink.test.example Error: timeout exceeded"),
+        "{got:?}"
+    );
+    assert!(
+        closed >= deadline && closed < deadline + Duration::from_secs(2),
+        "closed after {closed:?}, the deadline was {deadline:?}"
+    );
+    assert!(t.sent >= sent, "the client kept sending: {} bytes", t.sent);
+    let logged = refusals(log);
+    assert!(
+        logged.iter().any(|e| e["event"] == "refused"
+            && e["reply"].as_str().unwrap().starts_with("421 4.4.2")
+            && e["reason"] == reason),
+        "no refused event with reason {reason:?}: {logged:?}"
+    );
+}
+
+#[test]
+fn a_byte_trickle_before_ehlo_is_cut_at_the_command_and_session_deadlines() {
+    let (sink, log) = sink_with_log(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--command-timeout",
+        "1s",
+        "--session-timeout",
+        "3s",
+    ]);
+    let port = sink.port(0);
+    // One line trickled from the start: its command_timeout ends it.
+    let started = std::time::Instant::now();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let t = trickle(&mut c, started, Duration::from_secs(8));
+    assert!(String::from_utf8_lossy(&t.got).starts_with("220 "));
+    assert_cut(
+        &t,
+        Duration::from_secs(1),
+        3,
+        &log,
+        "command_timeout (1s) passed waiting for a command, before HELO/EHLO",
+    );
+    // Quick NOOPs until 2.3 s, then a trickle: the session's end (3 s)
+    // comes before that line's command_timeout (3.3 s), and ends it.
+    let started = std::time::Instant::now();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(read_reply(&mut c).starts_with("220 "));
+    keep_busy(&mut c, "NOOP", started, Duration::from_millis(2300), true);
+    let t = trickle(&mut c, started, Duration::from_secs(8));
+    assert_cut(
+        &t,
+        Duration::from_secs(3),
+        2,
+        &log,
+        "session_timeout (3s) passed waiting for a command, before HELO/EHLO",
+    );
+}
+
+#[test]
+fn a_byte_trickle_inside_data_is_cut_at_the_command_and_session_deadlines() {
+    let (sink, log) = sink_with_log(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--command-timeout",
+        "1s",
+        "--session-timeout",
+        "3s",
+    ]);
+    let port = sink.port(0);
+    let open_data = |c: &mut TcpStream| {
+        assert!(read_reply(c).starts_with("220 "));
+        for (line, code) in [
+            ("EHLO slow.example", "250"),
+            ("MAIL FROM:<ups@lab>", "250"),
+            ("RCPT TO:<root@lab>", "250"),
+            ("DATA", "354"),
+        ] {
+            c.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+            let reply = read_reply(c);
+            assert!(reply.starts_with(code), "{line}: {reply}");
+        }
+    };
+    // A body line trickled at once: command_timeout (1 s) after the 354.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    open_data(&mut c);
+    let started = std::time::Instant::now();
+    let t = trickle(&mut c, started, Duration::from_secs(8));
+    assert_cut(
+        &t,
+        Duration::from_secs(1),
+        3,
+        &log,
+        "command_timeout (1s) passed during DATA",
+    );
+    // Body lines every 0.5 s until 2.3 s, then a trickle: session_timeout.
+    let started = std::time::Instant::now();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    open_data(&mut c);
+    let line = "a body line that arrives in time";
+    keep_busy(&mut c, line, started, Duration::from_millis(2300), false);
+    let t = trickle(&mut c, started, Duration::from_secs(8));
+    assert_cut(
+        &t,
+        Duration::from_secs(3),
+        2,
+        &log,
+        "session_timeout (3s) passed during DATA",
+    );
+    sink.no_event();
+}
+
+/// A real ClientHello (rustls as a client, nothing verified: the
+/// handshake never gets that far).
+fn client_hello() -> Vec<u8> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let mut conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), "localhost".try_into().unwrap())
+            .unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    hello
+}
+
+#[test]
+fn a_tls_handshake_stalled_after_the_client_hello_is_cut_at_the_command_deadline() {
+    let (sink, log) = sink_with_log(&[
+        "--listener",
+        "127.0.0.1:0=implicit",
+        "--listener",
+        "127.0.0.1:0=starttls",
+        "--command-timeout",
+        "1s",
+        "--session-timeout",
+        "3s",
+    ]);
+    // After the ClientHello, the header of a 16,000-byte record whose
+    // body then comes one byte each 0.3 s: the server waits for the whole
+    // record, so only a deadline can end the handshake.
+    let stall = |c: &mut TcpStream| {
+        c.write_all(&client_hello()).unwrap();
+        c.write_all(&[0x17, 0x03, 0x03, 0x3e, 0x80]).unwrap();
+    };
+    for (port, starttls) in [(sink.port(0), false), (sink.port(1), true)] {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        if starttls {
+            assert!(read_reply(&mut c).starts_with("220 "));
+            c.write_all(b"EHLO tls.example\r\n").unwrap();
+            assert!(read_reply(&mut c).contains("STARTTLS"));
+            c.write_all(b"STARTTLS\r\n").unwrap();
+            assert!(read_reply(&mut c).starts_with("220 2.0.0"));
+        }
+        let started = std::time::Instant::now();
+        stall(&mut c);
+        let t = trickle(&mut c, started, Duration::from_secs(8));
+        let Some(closed) = t.closed_at else {
+            panic!(
+                "handshake (STARTTLS: {starttls}) still open after {} bytes 0.3 s apart",
+                t.sent
+            );
+        };
+        assert_eq!(
+            t.got.first(),
+            Some(&0x16),
+            "the server answered the hello with a TLS record"
+        );
+        assert!(
+            closed >= Duration::from_secs(1) && closed < Duration::from_secs(3),
+            "STARTTLS: {starttls}: closed after {closed:?}, the deadline was 1s"
+        );
+        assert!(t.sent >= 3, "the client kept sending: {} bytes", t.sent);
+    }
+    let failed: Vec<_> = refusals(&log)
+        .into_iter()
+        .filter(|e| e["event"] == "tls_failed")
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    for e in &failed {
+        assert_eq!(
+            e["reason"], "command_timeout (1s) passed during the TLS handshake",
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn deadlines_inside_reads_cost_no_setsockopt_per_line_of_a_long_message() {
+    if !have("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("relaymail.toml"),
+        "hostname = \"sink.test.example\"\n[log]\nsyslog = false\n",
+    )
+    .unwrap();
+    let trace = dir.path().join("trace");
+    let trace_arg = trace.display().to_string();
+    let wrapper = ["strace", "-f", "-e", "trace=setsockopt", "-o", &trace_arg];
+    let dir = std::sync::Arc::new(dir);
+    let sink = Sink::start_in(
+        dir.clone(),
+        vec!["--listen".into(), "127.0.0.1:0".into()],
+        &wrapper,
+    );
+    let mut c = Raw::connect(sink.port(0));
+    c.cmd("EHLO big.example");
+    c.cmd("MAIL FROM:<a@lab>");
+    c.cmd("RCPT TO:<b@lab>");
+    assert!(c.cmd("DATA").starts_with("354"));
+    let mut body = b"Subject: long\r\n\r\n".to_vec();
+    for i in 0..100_000 {
+        body.extend_from_slice(format!("line {i} of a long alert message\r\n").as_bytes());
+    }
+    body.extend_from_slice(b".\r\n");
+    c.send(&body);
+    assert!(c.reply().starts_with("250 2.0.0"));
+    assert!(c.cmd("QUIT").starts_with("221"));
+    sink.event();
+    drop(sink);
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let timeouts = text
+        .lines()
+        .filter(|l| l.contains("SO_RCVTIMEO") || l.contains("SO_SNDTIMEO"))
+        .count();
+    assert!(
+        (1..=4).contains(&timeouts),
+        "{timeouts} socket timeout changes for a 100,000-line message:\n{text}"
+    );
+}

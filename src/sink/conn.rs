@@ -2,23 +2,30 @@
 //! reader and a reply buffer flushed when no pipelined command is waiting.
 //! Lines end at LF; any CRs before it are dropped, so CRLF, bare LF and the
 //! CR CR LF of BusyBox sendmail all work.
+//!
+//! Every read and write, TLS handshake included, goes through [`Timed`],
+//! which holds the session's deadlines: a socket timeout alone bounds one
+//! read() only, and a client sending a byte every few seconds would never
+//! hit it (issue 17).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 pub enum Stream {
-    Plain(TcpStream),
-    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+    Plain(Timed),
+    Tls(Box<StreamOwned<ServerConnection, Timed>>),
 }
 
 impl Stream {
-    pub fn tcp(&self) -> &TcpStream {
+    /// The socket and its deadlines, under TLS or not.
+    pub fn timed(&mut self) -> &mut Timed {
         match self {
             Stream::Plain(s) => s,
-            Stream::Tls(s) => &s.sock,
+            Stream::Tls(s) => &mut s.sock,
         }
     }
 
@@ -68,20 +75,224 @@ impl Write for Stream {
     }
 }
 
-/// Completes a TLS handshake on `tcp`. On failure, the error names what
-/// the client offered, read from its first bytes.
-pub fn accept_tls(tcp: TcpStream, config: &Arc<ServerConfig>) -> Result<Stream, String> {
+/// Which deadline ended a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expired {
+    /// `command_timeout`: one command line, DATA line or TLS handshake
+    /// took too long.
+    Command,
+    /// `session_timeout`: the whole connection took too long.
+    Session,
+}
+
+/// The client's TCP socket with two deadlines: the session's end
+/// (`session_timeout` after the accept) and the current step's
+/// (`command_timeout` after the session began waiting for a line or a
+/// handshake, see [`Timed::next_step`]). No read or write blocks past the
+/// nearer one; once it has passed, both fail with `TimedOut`.
+///
+/// The socket timeout (SO_RCVTIMEO/SO_SNDTIMEO) is only ever lowered
+/// below what is left, never left above it, and it is changed only when
+/// the one set is longer than what is left: it is then set to half of
+/// what is left (the exact rest after a call that woke up early). A fast
+/// client whose step deadline moves forward with every line so costs no
+/// setsockopt per line, and one trickling towards a deadline a few dozen
+/// at most (each change halves the time), not one per read.
+pub struct Timed {
+    tcp: TcpStream,
+    command_timeout: Duration,
+    session_end: Instant,
+    step_end: Instant,
+    read_timeout: Armed,
+    write_timeout: Armed,
+}
+
+/// A socket timeout as last set.
+#[derive(Default)]
+struct Armed {
+    set: Option<Duration>,
+    /// The last call timed out before the deadline: set the exact rest.
+    woke_early: bool,
+    /// setsockopt calls so far (for tests).
+    changes: u32,
+}
+
+impl Armed {
+    /// The timeout to set before a call with `left` to go, if it changes.
+    fn change_for(&mut self, left: Duration) -> Option<Duration> {
+        if self.set.is_some_and(|set| set <= left) {
+            return None;
+        }
+        let wanted = if self.woke_early || left < Duration::from_millis(2) {
+            left
+        } else {
+            left / 2
+        };
+        self.woke_early = false;
+        self.set = Some(wanted);
+        self.changes += 1;
+        Some(wanted)
+    }
+}
+
+/// `start + span`, for spans up to the 7 days the limits allow.
+fn after(start: Instant, span: Duration) -> Instant {
+    start
+        .checked_add(span)
+        .or_else(|| start.checked_add(Duration::from_secs(7 * 86_400)))
+        .unwrap_or(start)
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "sink deadline passed")
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+impl Timed {
+    /// Starts the clock at the accept: the first step (greeting, first
+    /// command, or the implicit TLS handshake) begins now.
+    pub fn new(tcp: TcpStream, command_timeout: Duration, session_timeout: Duration) -> Timed {
+        let now = Instant::now();
+        Timed {
+            tcp,
+            command_timeout,
+            session_end: after(now, session_timeout),
+            step_end: after(now, command_timeout),
+            read_timeout: Armed::default(),
+            write_timeout: Armed::default(),
+        }
+    }
+
+    /// A new step (waiting for a command line, a DATA line, a TLS
+    /// handshake) gets `command_timeout`, within the session's deadline.
+    pub fn next_step(&mut self) {
+        self.step_end = after(Instant::now(), self.command_timeout);
+    }
+
+    /// After a timeout: `grace` to write the 421 and nothing more.
+    pub fn farewell(&mut self, grace: Duration) {
+        let end = after(Instant::now(), grace);
+        self.step_end = end;
+        self.session_end = end;
+    }
+
+    /// Which deadline has passed, if one has.
+    pub fn expired(&self) -> Option<Expired> {
+        let now = Instant::now();
+        if now >= self.session_end {
+            Some(Expired::Session)
+        } else if now >= self.step_end {
+            Some(Expired::Command)
+        } else {
+            None
+        }
+    }
+
+    /// Time left before the nearer deadline; `TimedOut` once it passed.
+    fn left(&self) -> io::Result<Duration> {
+        let left = self
+            .session_end
+            .min(self.step_end)
+            .saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out());
+        }
+        Ok(left)
+    }
+
+    /// The socket's first bytes, not consumed (to name what a client
+    /// offered when its TLS handshake fails), within the deadlines.
+    pub fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let left = self.left()?;
+            if let Some(t) = self.read_timeout.change_for(left) {
+                self.tcp.set_read_timeout(Some(t))?;
+            }
+            match self.tcp.peek(buf) {
+                Err(e) if is_timeout(&e) => self.read_timeout.woke_early = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let left = self.left()?;
+            if let Some(t) = self.read_timeout.change_for(left) {
+                self.tcp.set_read_timeout(Some(t))?;
+            }
+            match self.tcp.read(buf) {
+                // Woke up before the deadline: the loop sees what is left.
+                Err(e) if is_timeout(&e) => self.read_timeout.woke_early = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            let left = self.left()?;
+            if let Some(t) = self.write_timeout.change_for(left) {
+                self.tcp.set_write_timeout(Some(t))?;
+            }
+            match self.tcp.write(buf) {
+                Err(e) if is_timeout(&e) => self.write_timeout.woke_early = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+/// Why a TLS handshake did not complete.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// A deadline passed (a client stalled after, or during, its hello).
+    TimedOut(Expired),
+    /// Anything else, with what the client offered.
+    Failed(String),
+}
+
+/// Completes a TLS handshake on `tcp` within its deadlines (the caller
+/// starts a step for it). On failure, the error names what the client
+/// offered, read from its first bytes.
+pub fn accept_tls(mut tcp: Timed, config: &Arc<ServerConfig>) -> Result<Stream, HandshakeError> {
+    let stalled = |tcp: &Timed| HandshakeError::TimedOut(tcp.expired().unwrap_or(Expired::Command));
     let mut hello = [0u8; 512];
-    let peeked = tcp.peek(&mut hello).unwrap_or(0);
+    let peeked = match tcp.peek(&mut hello) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(stalled(&tcp)),
+        Err(_) => 0,
+    };
     let offered = super::tls::offered_version(hello.get(..peeked).unwrap_or(&[]));
-    let conn = ServerConnection::new(config.clone()).map_err(|e| e.to_string())?;
+    let conn =
+        ServerConnection::new(config.clone()).map_err(|e| HandshakeError::Failed(e.to_string()))?;
     let mut stream = StreamOwned::new(conn, tcp);
     while stream.conn.is_handshaking() {
         if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
+            if e.kind() == io::ErrorKind::TimedOut && stream.sock.expired().is_some() {
+                return Err(stalled(&stream.sock));
+            }
             let offered = offered.unwrap_or("nothing");
-            return Err(format!(
+            return Err(HandshakeError::Failed(format!(
                 "TLS handshake failed ({e}); the client offered {offered}; this listener speaks TLS 1.2 and 1.3 only, so an older device must use a plain listener"
-            ));
+            )));
         }
     }
     Ok(Stream::Tls(Box::new(stream)))
@@ -200,7 +411,7 @@ impl Conn<Stream> {
     /// Drops input the client pipelined before a STARTTLS took effect
     /// (RFC 3207 section 4.2: it must not be trusted) and hands out the
     /// plain socket.
-    pub fn into_plain(mut self) -> io::Result<Option<TcpStream>> {
+    pub fn into_plain(mut self) -> io::Result<Option<Timed>> {
         self.flush()?;
         Ok(match self.stream {
             Stream::Plain(tcp) => Some(tcp),
@@ -273,5 +484,40 @@ mod tests {
             lines(b"no newline at end", 100).is_empty(),
             "an unfinished line is not a line"
         );
+    }
+
+    #[test]
+    fn the_socket_timeout_changes_only_when_longer_than_what_is_left() {
+        let ms = Duration::from_millis;
+        let mut armed = Armed::default();
+        assert_eq!(armed.change_for(ms(10_000)), Some(ms(5_000)));
+        // A fast client: every line's deadline is a fresh command_timeout
+        // away, so what is left never drops below what is set.
+        for i in 0..100_000u64 {
+            assert_eq!(armed.change_for(ms(10_000 - i % 7)), None);
+        }
+        assert_eq!(armed.changes, 1);
+        // A trickle towards a fixed deadline, one read each 300 ms: a few
+        // changes (halving), never a timeout longer than what is left.
+        let mut armed = Armed::default();
+        let mut left = ms(300_000);
+        while !left.is_zero() {
+            armed.change_for(left);
+            assert!(armed.set.is_some_and(|set| set <= left), "{left:?}");
+            left = left.saturating_sub(ms(300));
+        }
+        assert!(armed.changes <= 12, "{} changes", armed.changes);
+        // A call that woke up early: the exact rest, not half of it.
+        let mut armed = Armed::default();
+        assert_eq!(armed.change_for(ms(1_000)), Some(ms(500)));
+        armed.woke_early = true;
+        assert_eq!(armed.change_for(ms(499)), Some(ms(499)));
+        assert_eq!(armed.changes, 2);
+    }
+
+    #[test]
+    fn deadlines_past_a_week_do_not_overflow() {
+        let now = Instant::now();
+        assert!(after(now, Duration::MAX) > now);
     }
 }

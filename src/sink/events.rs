@@ -135,6 +135,18 @@ impl Events {
         );
     }
 
+    /// A connection ended by a deadline or refused by a limit: the reply
+    /// it got, and why (which limit, and at what stage).
+    pub fn refused_because(&self, peer: SocketAddr, reply: &str, reason: &str) {
+        self.log(
+            Severity::Warning,
+            &Event::new(event::SINK_REFUSED)
+                .field("client", peer)
+                .field("reply", reply)
+                .field("reason", reason),
+        );
+    }
+
     pub fn tls_failed(&self, peer: SocketAddr, reason: &str) {
         self.log(
             Severity::Warning,

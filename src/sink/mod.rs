@@ -4,9 +4,11 @@
 //! `spool` or `creds`.
 //!
 //! One thread per connection, at most `max_connections` at once (more get
-//! 421 4.3.2); every read has the command timeout and every session a
-//! total deadline, and every line a length limit, so a slow or hostile
-//! client can hold neither unbounded memory nor threads.
+//! 421 4.3.2); every command line, DATA line and TLS handshake must arrive
+//! whole within the command timeout and every session end within its total
+//! deadline (both enforced inside each read, not between lines), and every
+//! line has a length limit, so a slow or hostile client can hold neither
+//! unbounded memory nor threads.
 
 pub mod conn;
 pub mod events;

@@ -8,9 +8,9 @@
 pub use crate::smtp_syntax::{path_argument, split_command};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::conn::{accept_tls, Conn, Line, Stream};
+use super::conn::{accept_tls, Conn, Expired, HandshakeError, Line, Stream, Timed};
 use super::events::Accepted;
 use super::store::Envelope;
 use super::Shared;
@@ -24,6 +24,9 @@ const MAX_COMMAND: usize = 4096;
 const MAX_AUTH_LINE: usize = 12288;
 /// After this many bad commands the client is disconnected.
 const MAX_ERRORS: u32 = 20;
+/// The time given to the 421 after a timeout: the longest a session can
+/// outlive its deadline (against a client that stopped reading).
+const FAREWELL: Duration = Duration::from_secs(1);
 
 /// Why a session ended early.
 enum End {
@@ -31,6 +34,14 @@ enum End {
     Closed,
     Timeout,
     Io,
+}
+
+/// What the session was waiting for (named in the log when it times out).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Command,
+    Data,
+    Handshake,
 }
 
 struct Transaction {
@@ -48,48 +59,50 @@ struct Session<'a> {
     auth_user: Option<String>,
     tx: Option<Transaction>,
     errors: u32,
-    deadline: Instant,
-    /// The read timeout last set on the socket.
-    applied_timeout: Option<Duration>,
+    stage: Stage,
 }
 
-/// Serves one accepted connection to its end.
+/// Serves one accepted connection to its end. From the accept on, every
+/// read and write is bounded by the session's deadline and the current
+/// step's (a command line, a DATA line, a TLS handshake; see `Timed`).
 pub fn serve(shared: &Shared, tcp: TcpStream, listener_tls: SinkTls) {
     let Ok(peer) = tcp.peer_addr() else { return };
-    let timeout = Some(
-        shared
-            .settings
-            .command_timeout
-            .max(Duration::from_millis(1)),
-    );
-    let _ = tcp.set_read_timeout(timeout);
-    let _ = tcp.set_write_timeout(timeout);
     let _ = tcp.set_nodelay(true);
-    let stream = if listener_tls == SinkTls::Implicit {
-        match shared.tls.as_ref().map(|cfg| accept_tls(tcp, cfg)) {
-            Some(Ok(stream)) => stream,
-            Some(Err(reason)) => {
-                shared.events.tls_failed(peer, &reason);
-                return;
-            }
-            None => return,
-        }
-    } else {
-        Stream::Plain(tcp)
-    };
+    // The first step (the implicit TLS handshake, or the greeting and
+    // the first command) starts here.
+    let timed = Timed::new(
+        tcp,
+        shared.settings.command_timeout,
+        shared.settings.session_timeout,
+    );
     let mut session = Session {
         shared,
         peer,
         listener_tls,
         helo: None,
         esmtp: false,
-        tls: stream.tls_info(),
+        tls: None,
         auth_user: None,
         tx: None,
         errors: 0,
-        deadline: Instant::now() + shared.settings.session_timeout,
-        applied_timeout: None,
+        stage: Stage::Handshake,
     };
+    let stream = if listener_tls == SinkTls::Implicit {
+        let Some(config) = shared.tls.as_ref() else {
+            return;
+        };
+        match accept_tls(timed, config) {
+            Ok(stream) => stream,
+            Err(e) => {
+                session.handshake_failed(e);
+                return;
+            }
+        }
+    } else {
+        Stream::Plain(timed)
+    };
+    session.tls = stream.tls_info();
+    session.stage = Stage::Command;
     let mut conn = Conn::new(stream);
     conn.reply(&format!(
         "220 {} ESMTP relaymail sink (receive only)",
@@ -100,7 +113,7 @@ pub fn serve(shared: &Shared, tcp: TcpStream, listener_tls: SinkTls) {
             // STARTTLS was accepted: upgrade the socket and go on.
             Ok(()) => {
                 let pipelined = conn.buffered();
-                let Ok(Some(tcp)) = conn.into_plain() else {
+                let Ok(Some(mut timed)) = conn.into_plain() else {
                     return;
                 };
                 if pipelined > 0 {
@@ -111,13 +124,15 @@ pub fn serve(shared: &Shared, tcp: TcpStream, listener_tls: SinkTls) {
                 let Some(config) = shared.tls.as_ref() else {
                     return;
                 };
-                match accept_tls(tcp, config) {
+                session.stage = Stage::Handshake;
+                timed.next_step();
+                match accept_tls(timed, config) {
                     Ok(stream) => {
                         session.restart_with_tls(stream.tls_info());
                         conn = Conn::new(stream);
                     }
-                    Err(reason) => {
-                        shared.events.tls_failed(peer, &reason);
+                    Err(e) => {
+                        session.handshake_failed(e);
                         return;
                     }
                 }
@@ -127,10 +142,13 @@ pub fn serve(shared: &Shared, tcp: TcpStream, listener_tls: SinkTls) {
                 return;
             }
             Err(End::Timeout) => {
-                conn.reply(&format!(
-                    "421 4.4.2 {} Error: timeout exceeded",
-                    shared.hostname
-                ));
+                let expired = conn.stream.timed().expired().unwrap_or(Expired::Command);
+                let reply = format!("421 4.4.2 {} Error: timeout exceeded", shared.hostname);
+                shared
+                    .events
+                    .refused_because(peer, &reply, &session.timeout_reason(expired));
+                conn.stream.timed().farewell(FAREWELL);
+                conn.reply(&reply);
                 let _ = conn.flush();
                 return;
             }
@@ -193,25 +211,11 @@ impl Session<'_> {
         })
     }
 
-    /// The next line into `conn.line` (Complete or TooLong), honouring the
-    /// command timeout and the session's total time. The socket's timeout
-    /// is changed only when it changes (whole seconds), not once per line
-    /// of a long DATA.
+    /// The next line into `conn.line` (Complete or TooLong): a new step,
+    /// so it has `command_timeout` to arrive whole, within the session's
+    /// deadline.
     fn next_line(&mut self, conn: &mut Conn, max: usize) -> Result<Line, End> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(End::Timeout);
-        }
-        let wanted = self.shared.settings.command_timeout.min(left);
-        let timeout = if wanted >= Duration::from_secs(1) {
-            Duration::from_secs(wanted.as_secs())
-        } else {
-            wanted.max(Duration::from_millis(1))
-        };
-        if self.applied_timeout != Some(timeout) {
-            let _ = conn.stream.tcp().set_read_timeout(Some(timeout));
-            self.applied_timeout = Some(timeout);
-        }
+        conn.stream.timed().next_step();
         match conn.read_line(max) {
             Ok(Line::Closed) => Err(End::Closed),
             Ok(line) => Ok(line),
@@ -225,6 +229,37 @@ impl Session<'_> {
             }
             Err(_) => Err(End::Io),
         }
+    }
+
+    /// For the log: which timeout passed, and while waiting for what.
+    fn timeout_reason(&self, expired: Expired) -> String {
+        let settings = &self.shared.settings;
+        let limit = match expired {
+            Expired::Command => {
+                format!("command_timeout ({}s)", settings.command_timeout.as_secs())
+            }
+            Expired::Session => {
+                format!("session_timeout ({}s)", settings.session_timeout.as_secs())
+            }
+        };
+        let during = match (self.stage, &self.helo) {
+            (Stage::Handshake, _) => "during the TLS handshake",
+            (Stage::Data, _) => "during DATA",
+            (Stage::Command, None) => "waiting for a command, before HELO/EHLO",
+            (Stage::Command, Some(_)) => "waiting for a command",
+        };
+        format!("{limit} passed {during}")
+    }
+
+    /// Logs a TLS handshake that failed or timed out. Nothing is sent: the
+    /// client is inside the handshake, and a 421 in plain text would only
+    /// be read as a broken TLS record.
+    fn handshake_failed(&self, e: HandshakeError) {
+        let reason = match e {
+            HandshakeError::TimedOut(expired) => self.timeout_reason(expired),
+            HandshakeError::Failed(reason) => reason,
+        };
+        self.shared.events.tls_failed(self.peer, &reason);
     }
 
     fn error(&mut self) -> Result<(), End> {
@@ -347,6 +382,7 @@ impl Session<'_> {
             return self.error();
         }
         conn.reply("354 End data with <CR><LF>.<CR><LF>");
+        self.stage = Stage::Data;
         let settings = &self.shared.settings;
         let id = QueueId::generate();
         let now = chrono::Local::now();
@@ -388,6 +424,7 @@ impl Session<'_> {
                 _ => &conn.line,
             };
             if line.as_slice() == b"." {
+                self.stage = Stage::Command;
                 break;
             }
             let content = line.strip_prefix(b".").unwrap_or(line);
@@ -629,6 +666,7 @@ impl Session<'_> {
     /// RFC 3207 section 4.2: forget everything learnt before TLS.
     fn restart_with_tls(&mut self, tls: Option<(String, String)>) {
         self.tls = tls;
+        self.stage = Stage::Command;
         self.helo = None;
         self.esmtp = false;
         self.auth_user = None;
