@@ -4,7 +4,8 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::config::{Config, Mode};
 use crate::relay::Secret;
@@ -124,30 +125,108 @@ pub fn check_trusted(config: &Config) -> Result<(), Failure> {
     Ok(())
 }
 
+/// How long `password_command` may take (a token helper or a vault
+/// client) before it is stopped and the delivery deferred.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `password_command` with `/bin/sh -p` (dash and bash would
+/// otherwise drop the relaymail group the command needs to read a
+/// root:relaymail secret), no input, a time limit, and whatever
+/// environment the process has: under setgid only the fixed PATH. Its
+/// stdout's first line is the secret; its stderr is shown (never the
+/// secret) so that an admin sees why it failed.
 fn from_command(command: &str, config: &Config) -> Result<Secret, Failure> {
     // Checked at load too; a command from a file someone else could
     // write would run with the caller's (or the group's) rights.
     check_trusted(config)?;
-    let out = Command::new("/bin/sh")
-        .args(["-c", command])
-        .output()
+    let child = Command::new("/bin/sh")
+        .args(["-p", "-c", command])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| Failure::new(Sysexit::Config, format!("cannot run password_command: {e}")))?;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(COMMAND_TIMEOUT) {
+        Ok(result) => result,
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            return Err(Failure::new(
+                Sysexit::TempFail,
+                format!(
+                    "password_command did not finish within {}s and was stopped; the message stays queued",
+                    COMMAND_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+    }
+    .map_err(|e| Failure::new(Sysexit::TempFail, format!("password_command: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or("").to_string();
+    let said = summary(&out.stderr, &first);
     if !out.status.success() {
         return Err(Failure::new(
             Sysexit::TempFail,
             format!(
-                "password_command failed ({}); its output is not shown",
-                out.status
+                "password_command failed ({}){}; its output is not shown",
+                out.status,
+                said.map(|s| format!(", saying: {s}")).unwrap_or_default()
             ),
         ));
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let first = text.lines().next().unwrap_or("").to_string();
     if first.is_empty() {
         return Err(Failure::new(
             Sysexit::Config,
-            "password_command printed nothing",
+            format!(
+                "password_command printed nothing{}",
+                said.map(|s| format!("; it said: {s}")).unwrap_or_default()
+            ),
         ));
     }
+    if let Some(said) = said {
+        crate::log::stderr(&format!("relaymail: password_command said: {said}"));
+    }
     Ok(Secret::new(first))
+}
+
+/// The first lines of a command's stderr, one line, control characters
+/// as spaces, and `secret` (if it shows) masked.
+fn summary(stderr: &[u8], secret: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let mut line: String = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" / ")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
+    if !secret.is_empty() {
+        line = line.replace(secret, "***");
+    }
+    (!line.is_empty()).then_some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summary;
+
+    #[test]
+    fn a_commands_stderr_never_shows_the_secret() {
+        assert_eq!(
+            summary(b"vault: token hunter2 expired\n\nretry\n", "hunter2").as_deref(),
+            Some("vault: token *** expired / retry")
+        );
+        assert_eq!(summary(b"\n  \n", "x"), None);
+        assert_eq!(
+            summary(b"bad\x1b[2Jterm", "").as_deref(),
+            Some("bad [2Jterm")
+        );
+    }
 }

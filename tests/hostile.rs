@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{have, is_root, stderr, stdout, BIN};
+use common::{have, is_root, outcome, stderr, stdout, BIN};
 
 const SECRET: &str = "smarthost-Secret-4711";
 const SINK_SECRET: &str = "sink-user-Secret-0815";
@@ -184,7 +184,7 @@ impl Host {
 
     fn run(&self, user: &str, args: &[&str]) -> Output {
         let out = self.command(user, args).output().unwrap();
-        assert_ne!(out.status.code(), Some(99), "{}", stderr(&out));
+        assert_ne!(out.status.code(), Some(99), "{}", outcome(&out));
         out
     }
 
@@ -440,7 +440,7 @@ fn evil_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let ca = dir.join("evil-ca.pem");
     let run = |args: &[&str]| {
         let out = Command::new("openssl").args(args).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+        assert!(out.status.success(), "openssl {args:?}: {}", outcome(&out));
     };
     let p = |name: &str| dir.join(name).display().to_string();
     run(&[
@@ -722,4 +722,166 @@ fn commands_come_only_from_configurations_no_one_else_can_change() {
         &["relaymail", "-C", own.to_str().unwrap(), "config", "check"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The caller's PATH, HOME, TMPDIR and LD_PRELOAD reach nothing the setgid
+/// process runs: its `password_command` finds the system's programs, and
+/// the delivery (with AUTH) goes through.
+#[test]
+fn the_callers_path_home_tmpdir_and_ld_preload_have_no_effect() {
+    let sink = common::sink::Sink::start(&["--listen", "127.0.0.1:0", "--auth", "accept-any"]);
+    let smarthost = format!(
+        "[smarthost]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nallow_cleartext_auth = true\nauth = \"plain\"\nusername = \"alerts\"\npassword_command = \"cat /etc/relaymail/credentials\"\n",
+        sink.port(0)
+    );
+    let Some(host) = Host::new(&smarthost) else {
+        return;
+    };
+    let home = host.path("home/alice");
+    // Programs of alice's that would announce being run.
+    std::fs::create_dir(home.join("bin")).unwrap();
+    for program in ["cat", "sh", "relaymail", "sendmail"] {
+        let path = home.join("bin").join(program);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\ntouch {}/ran-{program}\necho fake\n",
+                home.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let preload = if have("cc") {
+        let source = home.join("evil.c");
+        std::fs::write(
+            &source,
+            format!("#include <stdio.h>\n__attribute__((constructor)) static void evil(void) {{ FILE *f = fopen(\"{}/ran-preload\", \"w\"); if (f) fclose(f); }}\n", home.display()),
+        )
+        .unwrap();
+        let out = Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(home.join("evil.so"))
+            .arg(&source)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cc: {}", stderr(&out));
+        format!("LD_PRELOAD={}/evil.so", home.display())
+    } else {
+        String::new()
+    };
+    for dir in ["tmp", "fakehome"] {
+        std::fs::create_dir(home.join(dir)).unwrap();
+    }
+    walk_chown(&home, ALICE);
+    let out = host.shell(
+        "alice",
+        &format!(
+            "printf 'Subject: env\\n\\nbody\\n' | PATH=$HOME/bin:$PATH HOME=$HOME/fakehome TMPDIR=$HOME/tmp {preload} {} -odi bob@example.net",
+            host.path("prefix/sendmail").display()
+        ),
+    );
+    assert_no_secret(&out, "hostile environment");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let event = sink
+        .events
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("nothing delivered: {}\n{}", stderr(&out), host.log_text()));
+    assert_eq!(event["auth_user"], "alerts", "{event}");
+    let ran: Vec<String> = std::fs::read_dir(&home)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ran-"))
+        .collect();
+    assert!(ran.is_empty(), "the caller's programs ran: {ran:?}");
+    for dir in ["tmp", "fakehome"] {
+        assert_eq!(
+            std::fs::read_dir(home.join(dir)).unwrap().count(),
+            0,
+            "{dir} was used"
+        );
+    }
+}
+
+fn walk_chown(dir: &Path, uid: u32) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        nix::unistd::chown(
+            &entry.path(),
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(uid)),
+        )
+        .unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            walk_chown(&entry.path(), uid);
+        }
+    }
+}
+
+/// A setgid submission blocked on its input: the caller cannot read its
+/// environment or open its memory, and SIGSEGV or SIGABRT leave no core
+/// file. Each check first runs against an ordinary process of the
+/// caller's, where it must succeed, so it can tell the difference.
+#[test]
+fn a_blocked_setgid_submission_hides_its_memory_and_leaves_no_core() {
+    let Some(host) = Host::new("") else { return };
+    let script = r#"
+        cd ~ && mkdir -p cores && cd cores && ulimit -c unlimited 2>/dev/null
+        probe() { # pid label
+            if cat /proc/$1/environ >/dev/null 2>&1; then echo "$2 environ readable"; else echo "$2 environ closed"; fi
+            if (exec 4</proc/$1/mem) 2>/dev/null; then echo "$2 mem open"; else echo "$2 mem closed"; fi
+        }
+        sleep 30 & control=$!
+        probe $control control
+        kill -SEGV $control; wait $control
+        ls | grep -q core && echo "control core written"
+        rm -f core*
+        for sig in SEGV ABRT; do
+            mkfifo ~/in-$sig
+            sendmail -odq bob@example.net < ~/in-$sig & pid=$!
+            exec 3> ~/in-$sig
+            i=0
+            until grep -q '(sendmail)' /proc/$pid/stat 2>/dev/null || [ $i -ge 200 ]; do i=$((i+1)); sleep 0.05; done
+            probe $pid "sendmail-$sig"
+            # Rust's stack-overflow handler absorbs a first SIGSEGV that is
+            # no fault (it restores the default and returns): repeat until
+            # the process is gone.
+            kill -$sig $pid
+            i=0
+            until grep -q ') Z' /proc/$pid/stat 2>/dev/null || [ ! -e /proc/$pid ] || [ $i -ge 100 ]; do
+                i=$((i+1)); sleep 0.05; kill -$sig $pid 2>/dev/null
+            done
+            wait $pid; echo "sendmail-$sig status $?"
+            exec 3>&-
+        done
+        ls | grep -q core && echo "sendmail core written"
+        true
+    "#;
+    let out = host.shell("alice", script);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("control environ readable") && text.contains("control mem open"),
+        "the probe works on an ordinary process: {text}"
+    );
+    for sig in ["SEGV", "ABRT"] {
+        assert!(
+            text.contains(&format!("sendmail-{sig} environ closed"))
+                && text.contains(&format!("sendmail-{sig} mem closed")),
+            "{sig}: {text}"
+        );
+        let code = if sig == "SEGV" { 139 } else { 134 };
+        assert!(
+            text.contains(&format!("sendmail-{sig} status {code}")),
+            "the signal ended it: {text}"
+        );
+    }
+    if !text.contains("control core written") {
+        eprintln!("note: this host writes no core files for the caller (core_pattern or hard limit), so only the /proc checks are proven");
+    }
+    assert!(!text.contains("sendmail core written"), "{text}");
+    assert!(
+        host.queued_ids().is_empty(),
+        "a killed submission queued nothing"
+    );
 }
