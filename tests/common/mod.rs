@@ -312,6 +312,18 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// An outside program's exit status, stdout and stderr, for the message of
+/// an assertion about it: when an independent client (swaks, Python,
+/// openssl, Postfix, ...) fails, what it said explains why.
+pub fn outcome(out: &Output) -> String {
+    format!(
+        "{}\n--- stdout:\n{}\n--- stderr:\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    )
+}
+
 /// Asserts the exit code, printing everything useful when it differs.
 pub fn assert_exit(out: &Output, code: i32, env: &Env, what: &str) {
     assert_eq!(
