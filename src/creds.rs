@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::config::{Config, Mode};
-use crate::relay::Secret;
 use crate::sysexits::{Failure, Sysexit};
 
 /// The configured secret, if a username is set.
@@ -82,6 +81,35 @@ pub fn check_private(path: &Path, what: &str, mode: Mode) -> Result<(), Failure>
         ));
     }
     Ok(())
+}
+
+/// A password or token: kept out of `Debug` and `Display`, and its bytes
+/// overwritten when it is dropped.
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(text: String) -> Secret {
+        Secret(text.into_bytes())
+    }
+
+    /// The secret itself, for the AUTH exchange only.
+    pub fn expose(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.iter_mut().for_each(|b| *b = 0);
+        // Keeps the stores above from being optimised away.
+        std::hint::black_box(&self.0);
+    }
 }
 
 /// Who may own a configuration that names a command or a private key:

@@ -406,7 +406,7 @@ fn relay(
     host: &Smarthost,
     name: &str,
     port: u16,
-    secret: Option<&crate::relay::Secret>,
+    secret: Option<&crate::creds::Secret>,
     test: Option<&TestEnvelope>,
     report: &mut Report,
 ) -> bool {

@@ -12,8 +12,9 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
+use crate::creds::Secret;
 use crate::log::{event, Event, Logger, Severity};
-use crate::relay::{ConnectionFailure, Outcome, RecipientResult, Relay, Secret, Session};
+use crate::relay::{ConnectionFailure, Outcome, RecipientResult, Relay, Session};
 use crate::spool::{self, Envelope, QueueId, Spool, Status};
 use crate::sysexits::{Failure, Sysexit};
 

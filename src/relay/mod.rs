@@ -11,6 +11,7 @@ use std::io::Read;
 use std::sync::OnceLock;
 
 use crate::config::{AuthMethod, Mode, Smarthost, TlsMode};
+use crate::creds::Secret;
 
 pub mod probe;
 pub mod smtp;
@@ -45,28 +46,6 @@ pub struct ConnectionFailure {
     /// Where it failed: connect, tls, auth, mail, data.
     pub stage: &'static str,
     pub reply: String,
-}
-
-/// A password, kept out of `Debug` and `Display`.
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(text: String) -> Secret {
-        Secret(text)
-    }
-}
-
-impl Secret {
-    /// The secret itself, for the AUTH exchange only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
 }
 
 /// The smarthost and its fallbacks, each with its TLS settings built
@@ -278,7 +257,7 @@ impl Relay {
                 }
             };
             client
-                .auth(mechanism, user, &secret.0)
+                .auth(mechanism, user, secret.expose())
                 .map_err(|e| defer("auth", &tls, format!("authentication failed: {e}")))?;
         }
         Ok(Session { client, relay, tls })
