@@ -917,7 +917,7 @@ fn refusals(log: &std::path::Path) -> Vec<serde_json::Value> {
 struct Trickled {
     /// Everything the sink sent.
     got: Vec<u8>,
-    /// When the sink closed the connection, from the client's connect.
+    /// When the sink closed the connection, from `started`.
     closed_at: Option<Duration>,
     /// Bytes the client sent (one each 0.3 s, none a newline).
     sent: usize,
@@ -1100,23 +1100,27 @@ fn a_byte_trickle_inside_data_is_cut_at_the_command_and_session_deadlines() {
         "3s",
     ]);
     let port = sink.port(0);
+    // Returns when DATA was sent: the sink waits for the first body line
+    // only after it has read DATA.
     let open_data = |c: &mut TcpStream| {
         assert!(read_reply(c).starts_with("220 "));
+        let mut data_sent = std::time::Instant::now();
         for (line, code) in [
             ("EHLO slow.example", "250"),
             ("MAIL FROM:<ups@lab>", "250"),
             ("RCPT TO:<root@lab>", "250"),
             ("DATA", "354"),
         ] {
+            data_sent = std::time::Instant::now();
             c.write_all(format!("{line}\r\n").as_bytes()).unwrap();
             let reply = read_reply(c);
             assert!(reply.starts_with(code), "{line}: {reply}");
         }
+        data_sent
     };
-    // A body line trickled at once: command_timeout (1 s) after the 354.
+    // A body line trickled at once: command_timeout (1 s) after DATA.
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    open_data(&mut c);
-    let started = std::time::Instant::now();
+    let started = open_data(&mut c);
     let t = trickle(&mut c, started, Duration::from_secs(8));
     assert_cut(
         &t,
@@ -1179,15 +1183,18 @@ fn a_tls_handshake_stalled_after_the_client_hello_is_cut_at_the_command_deadline
         c.write_all(&[0x17, 0x03, 0x03, 0x3e, 0x80]).unwrap();
     };
     for (port, starttls) in [(sink.port(0), false), (sink.port(1), true)] {
+        // The handshake's deadline runs from the accept (implicit) or
+        // from the sink's reading STARTTLS: both after `started`.
+        let mut started = std::time::Instant::now();
         let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
         if starttls {
             assert!(read_reply(&mut c).starts_with("220 "));
             c.write_all(b"EHLO tls.example\r\n").unwrap();
             assert!(read_reply(&mut c).contains("STARTTLS"));
+            started = std::time::Instant::now();
             c.write_all(b"STARTTLS\r\n").unwrap();
             assert!(read_reply(&mut c).starts_with("220 2.0.0"));
         }
-        let started = std::time::Instant::now();
         stall(&mut c);
         let t = trickle(&mut c, started, Duration::from_secs(8));
         let Some(closed) = t.closed_at else {

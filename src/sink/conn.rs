@@ -271,28 +271,38 @@ pub enum HandshakeError {
 
 /// Completes a TLS handshake on `tcp` within its deadlines (the caller
 /// starts a step for it). On failure, the error names what the client
-/// offered, read from its first bytes.
-pub fn accept_tls(mut tcp: Timed, config: &Arc<ServerConfig>) -> Result<Stream, HandshakeError> {
+/// offered, read from its first bytes, and the socket comes back with it,
+/// so the caller can log before the client sees the connection close.
+pub fn accept_tls(
+    mut tcp: Timed,
+    config: &Arc<ServerConfig>,
+) -> Result<Stream, (HandshakeError, Box<Timed>)> {
     let stalled = |tcp: &Timed| HandshakeError::TimedOut(tcp.expired().unwrap_or(Expired::Command));
     let mut hello = [0u8; 512];
     let peeked = match tcp.peek(&mut hello) {
         Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(stalled(&tcp)),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            return Err((stalled(&tcp), Box::new(tcp)))
+        }
         Err(_) => 0,
     };
     let offered = super::tls::offered_version(hello.get(..peeked).unwrap_or(&[]));
-    let conn =
-        ServerConnection::new(config.clone()).map_err(|e| HandshakeError::Failed(e.to_string()))?;
+    let conn = match ServerConnection::new(config.clone()) {
+        Ok(conn) => conn,
+        Err(e) => return Err((HandshakeError::Failed(e.to_string()), Box::new(tcp))),
+    };
     let mut stream = StreamOwned::new(conn, tcp);
     while stream.conn.is_handshaking() {
         if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
-            if e.kind() == io::ErrorKind::TimedOut && stream.sock.expired().is_some() {
-                return Err(stalled(&stream.sock));
-            }
-            let offered = offered.unwrap_or("nothing");
-            return Err(HandshakeError::Failed(format!(
-                "TLS handshake failed ({e}); the client offered {offered}; this listener speaks TLS 1.2 and 1.3 only, so an older device must use a plain listener"
-            )));
+            let why = if e.kind() == io::ErrorKind::TimedOut && stream.sock.expired().is_some() {
+                stalled(&stream.sock)
+            } else {
+                let offered = offered.unwrap_or("nothing");
+                HandshakeError::Failed(format!(
+                    "TLS handshake failed ({e}); the client offered {offered}; this listener speaks TLS 1.2 and 1.3 only, so an older device must use a plain listener"
+                ))
+            };
+            return Err((why, Box::new(stream.sock)));
         }
     }
     Ok(Stream::Tls(Box::new(stream)))

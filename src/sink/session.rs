@@ -93,7 +93,7 @@ pub fn serve(shared: &Shared, tcp: TcpStream, listener_tls: SinkTls) {
         };
         match accept_tls(timed, config) {
             Ok(stream) => stream,
-            Err(e) => {
+            Err((e, _socket)) => {
                 session.handshake_failed(e);
                 return;
             }
@@ -131,7 +131,7 @@ pub fn serve(shared: &Shared, tcp: TcpStream, listener_tls: SinkTls) {
                         session.restart_with_tls(stream.tls_info());
                         conn = Conn::new(stream);
                     }
-                    Err(e) => {
+                    Err((e, _socket)) => {
                         session.handshake_failed(e);
                         return;
                     }
@@ -251,9 +251,10 @@ impl Session<'_> {
         format!("{limit} passed {during}")
     }
 
-    /// Logs a TLS handshake that failed or timed out. Nothing is sent: the
-    /// client is inside the handshake, and a 421 in plain text would only
-    /// be read as a broken TLS record.
+    /// Logs a TLS handshake that failed or timed out, before the caller
+    /// drops the socket. Nothing is sent: the client is inside the
+    /// handshake, and a 421 in plain text would only be read as a broken
+    /// TLS record.
     fn handshake_failed(&self, e: HandshakeError) {
         let reason = match e {
             HandshakeError::TimedOut(expired) => self.timeout_reason(expired),
