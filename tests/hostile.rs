@@ -885,3 +885,74 @@ fn a_blocked_setgid_submission_hides_its_memory_and_leaves_no_core() {
         "a killed submission queued nothing"
     );
 }
+
+/// `relaymail doctor` as root names each wrong owner, group or mode of
+/// the installed files, and a missing setgid bit, with the command that
+/// fixes it; on the installed shape the same checks are OK.
+#[test]
+fn doctor_names_each_wrong_owner_group_and_mode_with_its_fix() {
+    let smarthost = "[smarthost]\nhost = \"127.0.0.1\"\nport = 9\ntls = \"none\"\nusername = \"alerts\"\npassword_file = \"/etc/relaymail/credentials\"\n";
+    let Some(host) = Host::new(smarthost) else {
+        return;
+    };
+    host.create_log();
+    let doctor = |user: &str| -> Vec<serde_json::Value> {
+        let out = host.run(user, &["relaymail", "doctor", "--json"]);
+        assert_no_secret(&out, "doctor");
+        let doc: serde_json::Value = serde_json::from_str(&stdout(&out))
+            .unwrap_or_else(|e| panic!("{e}: {}", outcome(&out)));
+        doc["checks"].as_array().unwrap().clone()
+    };
+    let of = |checks: &[serde_json::Value], step: &str| -> Vec<(String, String, String)> {
+        checks
+            .iter()
+            .filter(|c| c["step"] == step)
+            .map(|c| {
+                (
+                    c["status"].as_str().unwrap().to_string(),
+                    c["detail"].as_str().unwrap().to_string(),
+                    c["fix"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let checks = doctor("root");
+    for step in ["binary", "permissions", "spool", "log"] {
+        let found = of(&checks, step);
+        assert!(!found.is_empty(), "{step} checked: {checks:?}");
+        assert!(
+            found.iter().all(|(status, _, _)| status == "OK"),
+            "{step} on the installed shape: {found:?}"
+        );
+    }
+
+    let mode = |rel: &str, bits: u32| {
+        std::fs::set_permissions(host.path(rel), std::fs::Permissions::from_mode(bits)).unwrap()
+    };
+    mode("etc/credentials", 0o644);
+    mode("spool/queue", 0o2775);
+    nix::unistd::chown(
+        &host.path("log/relaymail.jsonl"),
+        Some(nix::unistd::Uid::from_raw(ALICE)),
+        None,
+    )
+    .unwrap();
+    mode("prefix/relaymail", 0o755);
+    let checks = doctor("root");
+    let wanted = [
+        ("permissions", "/etc/relaymail/credentials", "mode 0644 (want 0640)", "chown root:relaymail /etc/relaymail/credentials && chmod 640 /etc/relaymail/credentials"),
+        ("spool", "/var/spool/relaymail/queue", "mode 2775 (want 2770)", "chmod 2770 /var/spool/relaymail/queue"),
+        ("log", "/var/log/relaymail/relaymail.jsonl", "owner uid 47101 (want root)", "chown root:relaymail /var/log/relaymail/relaymail.jsonl && chmod 660"),
+        ("binary", "is not setgid relaymail", "only root can queue mail", "chmod 2755"),
+    ];
+    for (step, path, problem, fix) in wanted {
+        let found = of(&checks, step);
+        assert!(
+            found.iter().any(|(status, detail, f)| status != "OK"
+                && detail.contains(path)
+                && detail.contains(problem)
+                && f.contains(fix)),
+            "{step}: wanted {path}: {problem} / {fix}; got {found:?}"
+        );
+    }
+}

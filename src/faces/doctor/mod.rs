@@ -5,8 +5,9 @@
 //! `--send-to` a real message. Each step is OK, WARN or FAIL with a
 //! one-line fix; any FAIL makes the exit status 69. Secrets never appear.
 
+mod permissions;
+
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 
 use crate::config::{Config, Mode, Smarthost, TlsMode};
 use crate::relay::probe::{self, Probe, Trust};
@@ -158,7 +159,7 @@ fn diagnose(config: &Config, test: Option<&TestEnvelope>, report: &mut Report) {
         Status::Ok,
         format!("{} ({mode})", config.describe_files()),
     );
-    permissions(config, report);
+    permissions::check(config, report);
     identity(config, report);
     let Some(host) = &config.smarthost else {
         report.fail(
@@ -192,145 +193,6 @@ fn diagnose(config: &Config, test: Option<&TestEnvelope>, report: &mut Report) {
         if relay(config, host, &name, port, secret.as_ref(), test, report) {
             return;
         }
-    }
-}
-
-/// Config, credential and spool files: who may read and write them.
-fn permissions(config: &Config, report: &mut Report) {
-    for file in &config.files {
-        let Ok(meta) = std::fs::metadata(file) else {
-            continue;
-        };
-        let bits = meta.mode() & 0o7777;
-        if bits & 0o002 != 0 {
-            report.fail(
-                "permissions",
-                format!(
-                    "{} is writable by everyone (mode {bits:04o})",
-                    file.display()
-                ),
-                format!("chmod o-w {}", file.display()),
-            );
-        }
-    }
-    // password_file is checked with the credentials, as delivery reads it.
-    if let Some(key) = config
-        .smarthost
-        .as_ref()
-        .and_then(|h| h.client_key.as_deref())
-    {
-        match crate::creds::check_private(key, "client_key", config.mode) {
-            Ok(()) => report.add(
-                "permissions",
-                Status::Ok,
-                format!("client_key {} is private", key.display()),
-            ),
-            Err(e) => report.fail(
-                "permissions",
-                e.message,
-                "only root (and the relaymail group in system mode) may read it",
-            ),
-        }
-    }
-    spool(config, report);
-}
-
-fn spool(config: &Config, report: &mut Report) {
-    let dir = &config.spool_dir;
-    let Ok(meta) = std::fs::metadata(dir) else {
-        if config.mode == Mode::System {
-            report.fail(
-                "spool",
-                format!("{} does not exist", dir.display()),
-                format!(
-                    "install -d -o root -g {} -m 2770 {}",
-                    crate::spool::GROUP,
-                    dir.display()
-                ),
-            );
-        } else {
-            report.add(
-                "spool",
-                Status::Ok,
-                format!("{} will be created on first use", dir.display()),
-            );
-        }
-        return;
-    };
-    let bits = meta.mode() & 0o7777;
-    if config.mode == Mode::System {
-        let group = nix::unistd::Group::from_name(crate::spool::GROUP)
-            .ok()
-            .flatten();
-        let right_group = group.as_ref().is_some_and(|g| g.gid.as_raw() == meta.gid());
-        if meta.uid() != 0 || !right_group || bits & 0o007 != 0 || bits & 0o070 != 0o070 {
-            report.fail(
-                "spool",
-                format!(
-                    "{} is uid {} gid {} mode {bits:04o}; users cannot queue mail safely",
-                    dir.display(),
-                    meta.uid(),
-                    meta.gid()
-                ),
-                format!(
-                    "chown root:{0} {1} && chmod 2770 {1}",
-                    crate::spool::GROUP,
-                    dir.display()
-                ),
-            );
-        } else {
-            report.add(
-                "spool",
-                Status::Ok,
-                format!("{} root:{} {bits:04o}", dir.display(), crate::spool::GROUP),
-            );
-        }
-        setgid_binary(report);
-    } else if bits & 0o077 != 0 {
-        report.with_fix(
-            "spool",
-            Status::Warn,
-            format!("{} is readable by others (mode {bits:04o})", dir.display()),
-            format!("chmod 700 {}", dir.display()),
-        );
-    } else {
-        report.add("spool", Status::Ok, format!("{} {bits:04o}", dir.display()));
-    }
-}
-
-/// In system mode unprivileged users queue through the setgid binary.
-fn setgid_binary(report: &mut Report) {
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let Ok(meta) = std::fs::metadata(&exe) else {
-        return;
-    };
-    let group = nix::unistd::Group::from_name(crate::spool::GROUP)
-        .ok()
-        .flatten();
-    let setgid = meta.mode() & 0o2000 != 0 && group.is_some_and(|g| g.gid.as_raw() == meta.gid());
-    if setgid {
-        report.add(
-            "binary",
-            Status::Ok,
-            format!("{} is setgid {}", exe.display(), crate::spool::GROUP),
-        );
-    } else {
-        report.with_fix(
-            "binary",
-            Status::Warn,
-            format!(
-                "{} is not setgid {}: only root can queue mail",
-                exe.display(),
-                crate::spool::GROUP
-            ),
-            format!(
-                "chgrp {0} {1} && chmod 2755 {1} (the packages do this)",
-                crate::spool::GROUP,
-                exe.display()
-            ),
-        );
     }
 }
 

@@ -1,0 +1,247 @@
+//! Who owns, and who may read or write, each file relaymail depends on:
+//! the binary, the configuration, the secrets, the spool and the JSON log.
+//! Each wrong one is reported with the command that fixes it.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::{Report, Status};
+use crate::config::{Config, Mode};
+use crate::spool::GROUP;
+
+/// What a path should look like in system mode.
+struct Want {
+    /// Mode bits, including setgid where it matters.
+    mode: u32,
+    /// Whether the relaymail group must own it.
+    group: bool,
+}
+
+const CONFIG: Want = Want {
+    mode: 0o640,
+    group: true,
+};
+const SECRET: Want = Want {
+    mode: 0o640,
+    group: true,
+};
+const SPOOL_DIR: Want = Want {
+    mode: 0o2770,
+    group: true,
+};
+const LOG_FILE: Want = Want {
+    mode: 0o660,
+    group: true,
+};
+const BINARY: Want = Want {
+    mode: 0o2755,
+    group: true,
+};
+
+pub(super) fn check(config: &Config, report: &mut Report) {
+    match config.mode {
+        Mode::System => system(config, report),
+        Mode::User => user(config, report),
+    }
+}
+
+fn system(config: &Config, report: &mut Report) {
+    let gid = nix::unistd::Group::from_name(GROUP)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw());
+    let Some(gid) = gid else {
+        report.fail(
+            "permissions",
+            format!("group {GROUP} does not exist"),
+            format!("groupadd --system {GROUP} (the packages do this)"),
+        );
+        return;
+    };
+    if let Ok(exe) = std::env::current_exe() {
+        binary(&exe, gid, report);
+    }
+    for file in &config.files {
+        if let Some((path, problem)) = crate::privilege::untrusted(file, &[0]) {
+            report.fail(
+                "permissions",
+                format!(
+                    "{}: {} {problem}; the setgid binary refuses this configuration",
+                    file.display(),
+                    path.display()
+                ),
+                format!("chown root {0} && chmod go-w {0}", path.display()),
+            );
+        } else {
+            shape("permissions", "configuration", file, &CONFIG, gid, report);
+        }
+    }
+    if let Some(host) = &config.smarthost {
+        for (what, path) in [
+            ("password_file", &host.password_file),
+            ("client_key", &host.client_key),
+        ] {
+            if let Some(path) = path {
+                shape("permissions", what, path, &SECRET, gid, report);
+            }
+        }
+    }
+    let root = &config.spool_dir;
+    if !root.exists() {
+        report.fail(
+            "spool",
+            format!("{} does not exist", root.display()),
+            format!(
+                "install -d -o root -g {GROUP} -m 2770 {0} {0}/tmp {0}/queue",
+                root.display()
+            ),
+        );
+    } else {
+        for dir in [root.clone(), root.join("tmp"), root.join("queue")] {
+            shape("spool", "spool directory", &dir, &SPOOL_DIR, gid, report);
+        }
+    }
+    if let Some(log) = &config.log.file {
+        if log.exists() {
+            shape("log", "JSON log", log, &LOG_FILE, gid, report);
+        } else {
+            report.with_fix(
+                "log",
+                Status::Warn,
+                format!(
+                    "{} does not exist; only root's events can create it, users' events are not written there",
+                    log.display()
+                ),
+                format!("install -m 0660 -o root -g {GROUP} /dev/null {}", log.display()),
+            );
+        }
+    }
+}
+
+/// In system mode unprivileged users queue through the setgid binary.
+fn binary(exe: &Path, gid: u32, report: &mut Report) {
+    let Ok(meta) = std::fs::metadata(exe) else {
+        return;
+    };
+    let fix = format!(
+        "chown root:{GROUP} {0} && chmod 2755 {0} (the packages do this)",
+        exe.display()
+    );
+    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        report.fail(
+            "binary",
+            format!(
+                "{} belongs to uid {} with mode {:04o}: whoever can change it runs as every user who sends mail",
+                exe.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ),
+            fix,
+        );
+    } else if meta.mode() & 0o2000 == 0 || meta.gid() != gid {
+        report.with_fix(
+            "binary",
+            Status::Warn,
+            format!(
+                "{} is not setgid {GROUP}: only root can queue mail",
+                exe.display()
+            ),
+            fix,
+        );
+    } else {
+        shape("binary", "binary", exe, &BINARY, gid, report);
+    }
+}
+
+/// Compares owner (root), group and mode with `want`: OK, or FAIL with
+/// the chown/chmod that makes it so.
+fn shape(step: &'static str, what: &str, path: &Path, want: &Want, gid: u32, report: &mut Report) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        report.fail(
+            step,
+            format!("{what} {} cannot be read", path.display()),
+            "check the path in the configuration",
+        );
+        return;
+    };
+    let mode = meta.mode() & 0o7777;
+    let mut wrong = Vec::new();
+    if meta.uid() != 0 {
+        wrong.push(format!("owner uid {} (want root)", meta.uid()));
+    }
+    if want.group && meta.gid() != gid {
+        wrong.push(format!("group gid {} (want {GROUP})", meta.gid()));
+    }
+    if mode != want.mode {
+        wrong.push(format!("mode {mode:04o} (want {:04o})", want.mode));
+    }
+    if wrong.is_empty() {
+        report.add(
+            step,
+            Status::Ok,
+            format!("{what} {} root:{GROUP} {mode:04o}", path.display()),
+        );
+        return;
+    }
+    report.fail(
+        step,
+        format!("{what} {}: {}", path.display(), wrong.join(", ")),
+        format!(
+            "chown root:{GROUP} {0} && chmod {1:o} {0}",
+            path.display(),
+            want.mode
+        ),
+    );
+}
+
+fn user(config: &Config, report: &mut Report) {
+    let uid = nix::unistd::getuid().as_raw();
+    for file in &config.files {
+        if let Some((path, problem)) = crate::privilege::untrusted(file, &[0, uid]) {
+            report.fail(
+                "permissions",
+                format!("{}: {} {problem}", file.display(), path.display()),
+                format!("chown $USER {0} && chmod go-w {0}", path.display()),
+            );
+        }
+    }
+    if let Some(key) = config
+        .smarthost
+        .as_ref()
+        .and_then(|h| h.client_key.as_deref())
+    {
+        match crate::creds::check_private(key, "client_key", config.mode) {
+            Ok(()) => report.add(
+                "permissions",
+                Status::Ok,
+                format!("client_key {} is private", key.display()),
+            ),
+            Err(e) => report.fail(
+                "permissions",
+                e.message,
+                format!("chmod 600 {}", key.display()),
+            ),
+        }
+    }
+    // password_file is checked with the credentials, as delivery reads it.
+    let dir = &config.spool_dir;
+    let Ok(meta) = std::fs::metadata(dir) else {
+        report.add(
+            "spool",
+            Status::Ok,
+            format!("{} will be created on first use", dir.display()),
+        );
+        return;
+    };
+    let bits = meta.mode() & 0o7777;
+    if bits & 0o077 != 0 {
+        report.with_fix(
+            "spool",
+            Status::Warn,
+            format!("{} is readable by others (mode {bits:04o})", dir.display()),
+            format!("chmod 700 {}", dir.display()),
+        );
+    } else {
+        report.add("spool", Status::Ok, format!("{} {bits:04o}", dir.display()));
+    }
+}
