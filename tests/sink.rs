@@ -1272,3 +1272,123 @@ fn deadlines_inside_reads_cost_no_setsockopt_per_line_of_a_long_message() {
         "{timeouts} socket timeout changes for a 100,000-line message:\n{text}"
     );
 }
+
+/// What a client that connects and waits for the sink to close sees (a
+/// refused connection's 421).
+fn refused_reply(addr: (&str, u16)) -> String {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reply = Vec::new();
+    // A served connection stays open: what it sent (a 220) is returned
+    // after the read timeout.
+    let _ = c.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[test]
+fn one_client_address_cannot_take_every_connection_slot() {
+    // max_connections 8: by default 2 (a quarter) per client address.
+    let (sink, log) = sink_with_log(&["--listen", "127.0.0.1:0", "--max-connections", "8"]);
+    let port = sink.port(0);
+    let held: Vec<Raw> = (0..2).map(|_| Raw::connect(port)).collect();
+    let reply = refused_reply(("127.0.0.1", port));
+    assert!(
+        reply.starts_with(
+            "421 4.3.2 sink.test.example Error: too many connections from 127.0.0.1, try again later"
+        ),
+        "{reply}"
+    );
+    // Another loopback address (Linux routes 127.0.0.0/8 on lo) is still
+    // served while 127.0.0.1 holds its two connections.
+    let out = python(&format!(
+        "import smtplib
+s = smtplib.SMTP('127.0.0.1', {port}, source_address=('127.0.0.2', 0))
+s.ehlo('other.example')
+s.sendmail('dev@lab', ['root@lab'], b'Subject: from another address\\r\\n\\r\\nhello\\r\\n')
+s.quit()
+print('sent')"
+    ));
+    assert_eq!(out.trim(), "sent");
+    let e = sink.event();
+    assert!(
+        e["client"].as_str().unwrap().starts_with("127.0.0.2:"),
+        "{e}"
+    );
+    assert_eq!(held.len(), 2, "both connections were open throughout");
+    let logged = refusals(&log);
+    assert!(
+        logged
+            .iter()
+            .any(|e| e["reply"].as_str().unwrap().starts_with("421 4.3.2")
+                && e["reason"] == "max_connections_per_client (2) reached for 127.0.0.1"
+                && e["client"].as_str().unwrap().starts_with("127.0.0.1:")),
+        "{logged:?}"
+    );
+    drop(held);
+}
+
+#[test]
+fn an_ipv4_mapped_client_counts_as_its_ipv4_address() {
+    if std::net::TcpListener::bind("[::]:0").is_err() {
+        eprintln!("skipped: no IPv6 on this machine");
+        return;
+    }
+    let sink = Sink::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        "[::]:0",
+        "--max-connections",
+        "4",
+        "--max-connections-per-client",
+        "1",
+    ]);
+    let _held = Raw::connect(sink.port(0));
+    // Through the [::] listener, 127.0.0.1 arrives as ::ffff:127.0.0.1.
+    let reply = refused_reply(("127.0.0.1", sink.port(1)));
+    assert!(
+        reply
+            .starts_with("421 4.3.2 sink.test.example Error: too many connections from 127.0.0.1,"),
+        "{reply}"
+    );
+}
+
+#[test]
+fn a_per_client_limit_above_the_total_or_zero_is_refused() {
+    let out = Command::new(BIN)
+        .args([
+            "sink",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-connections",
+            "4",
+            "--max-connections-per-client",
+            "5",
+        ])
+        .env("RELAYMAIL_CONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "a flag: usage");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[sink] max_connections_per_client (or its flag): 5 is more than max_connections (4); use 1 to 4"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relaymail.toml");
+    std::fs::write(&config, "[sink]\nmax_connections_per_client = 0\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["sink", "--listen", "127.0.0.1:0"])
+        .env("RELAYMAIL_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "the file: config");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}: [sink] max_connections_per_client: 0 would refuse everything; use 1 or more",
+            config.display()
+        )),
+        "{err}"
+    );
+}

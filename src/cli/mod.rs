@@ -215,6 +215,10 @@ pub struct SinkRun {
     pub max_recipients: Option<usize>,
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Connections at once from one client address (default: a quarter of
+    /// --max-connections, at least 1).
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_client: Option<usize>,
     #[arg(long, value_name = "DURATION")]
     pub command_timeout: Option<String>,
     #[arg(long, value_name = "DURATION")]

@@ -95,6 +95,16 @@ pub struct Config {
 }
 
 impl Sink {
+    /// Connections at once from one client address (IPv4-mapped IPv6
+    /// counting as IPv4). By default a quarter of `max_connections`, at
+    /// least 1: one address (a misbehaving device, a slowloris) cannot
+    /// take every slot, while a handful of devices behind one NAT still
+    /// fit.
+    pub fn per_client_limit(&self) -> usize {
+        self.max_connections_per_client
+            .unwrap_or((self.max_connections / 4).max(1))
+    }
+
     /// The limits that make sense for a server (from the config file or
     /// the command line): Err names the setting and its range.
     pub fn check_limits(&self) -> Result<(), (&'static str, String)> {
@@ -117,6 +127,24 @@ impl Sink {
             if value == 0 {
                 return Err((key, "0 would refuse everything; use 1 or more".into()));
             }
+        }
+        match self.max_connections_per_client {
+            Some(0) => {
+                return Err((
+                    "[sink] max_connections_per_client",
+                    "0 would refuse everything; use 1 or more".into(),
+                ))
+            }
+            Some(n) if n > self.max_connections => {
+                return Err((
+                    "[sink] max_connections_per_client",
+                    format!(
+                        "{n} is more than max_connections ({}); use 1 to {}",
+                        self.max_connections, self.max_connections
+                    ),
+                ))
+            }
+            _ => {}
         }
         if !(1000..=1 << 30).contains(&self.max_line_length) {
             return Err((
@@ -243,6 +271,9 @@ pub struct Sink {
     pub max_message_size: u64,
     pub max_recipients: usize,
     pub max_connections: usize,
+    /// Connections at once from one client address; None: a quarter of
+    /// `max_connections` (see `per_client_limit`).
+    pub max_connections_per_client: Option<usize>,
     pub max_line_length: u64,
     #[serde(serialize_with = "secs")]
     pub command_timeout: Duration,
@@ -517,6 +548,7 @@ fn resolve_sink(where_: &str, raw: schema::RawSink, mode: Mode) -> Result<Sink, 
         max_message_size: raw.max_message_size.map(|s| s.0).unwrap_or(50 << 20),
         max_recipients: raw.max_recipients.unwrap_or(100),
         max_connections: raw.max_connections.unwrap_or(100),
+        max_connections_per_client: raw.max_connections_per_client,
         max_line_length: raw.max_line_length.map(|s| s.0).unwrap_or(1 << 20),
         command_timeout: raw
             .command_timeout
@@ -841,5 +873,38 @@ mod tests {
         );
         let cfg = load(&Source::Explicit(f)).expect("valid");
         assert_eq!(cfg.smarthost.expect("set").port, 465);
+    }
+
+    #[test]
+    fn sink_per_client_limit_defaults_to_a_quarter_and_stays_within_the_total() {
+        let dir = tempdir();
+        let load_sink = |text: &str| {
+            let f = write(dir.path(), "c.toml", text);
+            load(&Source::Explicit(f)).map(|c| c.sink)
+        };
+        let sink = load_sink("[sink]\nmax_connections = 100\n").expect("valid");
+        assert_eq!(sink.per_client_limit(), 25);
+        let mut small = load_sink("[sink]\nmax_connections = 3\n").expect("valid");
+        assert_eq!(small.per_client_limit(), 1, "at least 1");
+        small.max_connections = 8;
+        assert_eq!(small.per_client_limit(), 2, "follows --max-connections");
+        let set = load_sink("[sink]\nmax_connections_per_client = 7\n").expect("valid");
+        assert_eq!(set.per_client_limit(), 7);
+        for (text, wanted) in [
+            (
+                "[sink]\nmax_connections_per_client = 0\n",
+                "0 would refuse everything",
+            ),
+            (
+                "[sink]\nmax_connections = 8\nmax_connections_per_client = 9\n",
+                "9 is more than max_connections (8); use 1 to 8",
+            ),
+        ] {
+            let text = load_sink(text).expect_err(text).to_string();
+            assert!(
+                text.contains("[sink] max_connections_per_client") && text.contains(wanted),
+                "{text}"
+            );
+        }
     }
 }

@@ -89,6 +89,7 @@ pub struct RawSink {
     pub max_message_size: Option<Size>,
     pub max_recipients: Option<usize>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
     pub max_line_length: Option<Size>,
     pub tls_min_version: Option<MinTls>,
     pub command_timeout: Option<Span>,

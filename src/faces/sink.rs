@@ -121,6 +121,9 @@ fn apply(s: &mut config::Sink, f: &SinkRun) -> Result<(), Failure> {
     if let Some(n) = f.max_connections {
         s.max_connections = n;
     }
+    if let Some(n) = f.max_connections_per_client {
+        s.max_connections_per_client = Some(n);
+    }
     if let Some(t) = &f.command_timeout {
         s.command_timeout = values::parse_duration(t).map_err(usage)?;
     }

@@ -3,8 +3,9 @@
 //! below, opens an outbound connection, and it does not use `relay`,
 //! `spool` or `creds`.
 //!
-//! One thread per connection, at most `max_connections` at once (more get
-//! 421 4.3.2); every command line, DATA line and TLS handshake must arrive
+//! One thread per connection, at most `max_connections` at once and
+//! `max_connections_per_client` from one address (more get 421 4.3.2, so
+//! one client cannot take every slot); every command line, DATA line and TLS handshake must arrive
 //! whole within the command timeout and every session end within its total
 //! deadline (both enforced inside each read, not between lines), and every
 //! line has a length limit, so a slow or hostile client can hold neither
@@ -16,10 +17,10 @@ pub mod session;
 pub mod store;
 pub mod tls;
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::{self, SinkTls};
@@ -116,13 +117,16 @@ pub fn run(hostname: &str, settings: config::Sink, log: Logger) -> Result<Sysexi
         tls,
         events,
     });
-    let active = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(Slots::new(
+        shared.settings.max_connections,
+        shared.settings.per_client_limit(),
+    ));
     let threads: Vec<_> = bound
         .into_iter()
         .map(|(socket, listener)| {
             let shared = shared.clone();
-            let active = active.clone();
-            std::thread::spawn(move || accept_loop(&shared, &socket, listener.tls, &active))
+            let slots = slots.clone();
+            std::thread::spawn(move || accept_loop(&shared, &socket, listener.tls, &slots))
         })
         .collect();
     for thread in threads {
@@ -131,12 +135,7 @@ pub fn run(hostname: &str, settings: config::Sink, log: Logger) -> Result<Sysexi
     Ok(Sysexit::Ok)
 }
 
-fn accept_loop(
-    shared: &Arc<Shared>,
-    socket: &TcpListener,
-    tls: SinkTls,
-    active: &Arc<AtomicUsize>,
-) {
+fn accept_loop(shared: &Arc<Shared>, socket: &TcpListener, tls: SinkTls, slots: &Arc<Slots>) {
     for incoming in socket.incoming() {
         let tcp = match incoming {
             Ok(tcp) => tcp,
@@ -150,12 +149,14 @@ fn accept_loop(
                 continue;
             }
         };
-        if active.fetch_add(1, Ordering::SeqCst) >= shared.settings.max_connections {
-            active.fetch_sub(1, Ordering::SeqCst);
-            refuse_busy(&shared.hostname, tcp);
-            continue;
-        }
-        let slot = Slot(active.clone());
+        let Ok(peer) = tcp.peer_addr() else { continue };
+        let slot = match Slots::take(slots, peer.ip()) {
+            Ok(slot) => slot,
+            Err(full) => {
+                refuse(shared, tcp, peer, full);
+                continue;
+            }
+        };
         let shared = shared.clone();
         let spawned = std::thread::Builder::new()
             .stack_size(256 << 10)
@@ -169,18 +170,123 @@ fn accept_loop(
     }
 }
 
-/// Frees a connection slot when its session ends, however it ends.
-struct Slot(Arc<AtomicUsize>);
+/// Which connection limit a new connection would exceed.
+#[derive(Debug, PartialEq, Eq)]
+enum Full {
+    /// `max_connections`: the sink as a whole.
+    Total(usize),
+    /// `max_connections_per_client`: this client address.
+    Client(usize),
+}
 
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+/// Connections open now, in all and per client address.
+struct Slots {
+    max_total: usize,
+    max_per_client: usize,
+    open: Mutex<Open>,
+}
+
+#[derive(Default)]
+struct Open {
+    total: usize,
+    /// Only addresses with a connection open: at most `max_total` entries.
+    by_client: HashMap<IpAddr, usize>,
+}
+
+impl Slots {
+    fn new(max_total: usize, max_per_client: usize) -> Slots {
+        Slots {
+            max_total,
+            max_per_client,
+            open: Mutex::new(Open::default()),
+        }
+    }
+
+    /// A slot for a connection from `ip`, or the limit it would exceed.
+    /// An IPv4-mapped IPv6 address (a [::] listener's IPv4 client) counts
+    /// as its IPv4 address, so two listeners cannot double one's share.
+    fn take(slots: &Arc<Slots>, ip: IpAddr) -> Result<Slot, Full> {
+        let ip = ip.to_canonical();
+        let mut open = slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.total >= slots.max_total {
+            return Err(Full::Total(slots.max_total));
+        }
+        let mine = open.by_client.entry(ip).or_insert(0);
+        if *mine >= slots.max_per_client {
+            return Err(Full::Client(slots.max_per_client));
+        }
+        *mine += 1;
+        open.total += 1;
+        Ok(Slot {
+            slots: slots.clone(),
+            ip,
+        })
     }
 }
 
-fn refuse_busy(hostname: &str, mut tcp: TcpStream) {
+/// Frees a connection slot when its session ends, however it ends.
+struct Slot {
+    slots: Arc<Slots>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.total = open.total.saturating_sub(1);
+        if let Some(mine) = open.by_client.get_mut(&self.ip) {
+            *mine = mine.saturating_sub(1);
+            if *mine == 0 {
+                open.by_client.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Answers a connection over a limit with 421 4.3.2 naming the reason,
+/// and logs it.
+fn refuse(shared: &Shared, mut tcp: TcpStream, peer: SocketAddr, full: Full) {
+    let host = &shared.hostname;
+    let ip = peer.ip().to_canonical();
+    let (reply, reason) = match full {
+        Full::Total(max) => (
+            format!("421 4.3.2 {host} Error: too many connections, try again later"),
+            format!("max_connections ({max}) reached"),
+        ),
+        Full::Client(max) => (
+            format!("421 4.3.2 {host} Error: too many connections from {ip}, try again later"),
+            format!("max_connections_per_client ({max}) reached for {ip}"),
+        ),
+    };
+    shared.events.refused_because(peer, &reply, &reason);
     let _ = tcp.set_write_timeout(Some(Duration::from_secs(5)));
-    let _ = tcp.write_all(
-        format!("421 4.3.2 {hostname} Error: too many connections, try again later\r\n").as_bytes(),
-    );
+    let _ = tcp.write_all(format!("{reply}\r\n").as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_count_per_address_and_in_all() {
+        let slots = Arc::new(Slots::new(3, 2));
+        let a: IpAddr = "192.0.2.1".parse().expect("literal");
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().expect("literal");
+        let b: IpAddr = "192.0.2.2".parse().expect("literal");
+        let first = Slots::take(&slots, a).expect("first from a");
+        let second = Slots::take(&slots, mapped).expect("second from a, mapped");
+        assert_eq!(
+            Slots::take(&slots, a).err(),
+            Some(Full::Client(2)),
+            "an IPv4-mapped address counts as its IPv4 address"
+        );
+        let third = Slots::take(&slots, b).expect("another address");
+        assert_eq!(Slots::take(&slots, b).err(), Some(Full::Total(3)));
+        drop(first);
+        let again = Slots::take(&slots, a).expect("a slot freed");
+        drop((second, third, again));
+        let open = slots.open.lock().expect("not poisoned");
+        assert_eq!(open.total, 0);
+        assert!(open.by_client.is_empty(), "no entry left behind");
+    }
 }
