@@ -201,6 +201,10 @@ fn dispatch(face: Face, command: Command, caller: &privilege::Caller) -> Result<
                     };
                     flush_and_report(face, &config, &due, &mut log)
                 }
+                Action::Credentials { action } => {
+                    let (_, config, _) = configured()?;
+                    faces::credentials::run(&config, action, &mut out)
+                }
                 Action::Sink(sink) => {
                     let (source, mut config, log) = configured()?;
                     // The sink writes and reads where its caller says

@@ -166,6 +166,40 @@ pub enum Action {
     },
     /// Run the receive-only SMTP sink, or read what it received.
     Sink(Box<SinkArgs>),
+    /// Store, check or remove the smarthost password in the OS keyring (user mode).
+    Credentials {
+        #[command(subcommand)]
+        action: CredentialsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialsAction {
+    /// Store the password (asked for without echo, or read from --stdin).
+    Set {
+        #[command(flatten)]
+        entry: CredentialsEntry,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Say which keyring holds the password (never shows it).
+    Check {
+        #[command(flatten)]
+        entry: CredentialsEntry,
+    },
+    /// Remove the password from every keyring that holds it.
+    Clear {
+        #[command(flatten)]
+        entry: CredentialsEntry,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CredentialsEntry {
+    /// The keyring account (default: [smarthost] keyring_account or username).
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

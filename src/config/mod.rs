@@ -187,6 +187,17 @@ impl Config {
     }
 }
 
+/// A secret in the OS keyring, found by service and account name (as
+/// `relaymail credentials set` stores it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KeyringEntry {
+    pub service: String,
+    pub account: String,
+}
+
+/// The keyring service name when `keyring_service` is not set.
+pub const KEYRING_SERVICE: &str = "relaymail";
+
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Smarthost {
     pub host: String,
@@ -201,6 +212,8 @@ pub struct Smarthost {
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
     pub password_command: Option<String>,
+    /// `password = "keyring"`: where the secret is in the OS keyring.
+    pub keyring: Option<KeyringEntry>,
     /// Tried in order when the host above cannot be reached or refuses the
     /// session (connect, TLS, AUTH); they share every other setting.
     pub fallback_hosts: Vec<(String, u16)>,
@@ -403,6 +416,13 @@ fn resolve(raw: RawConfig, mode: Mode, files: Vec<PathBuf>) -> Result<Config, Er
         .smarthost
         .map(|s| resolve_smarthost(&where_, s))
         .transpose()?;
+    if mode == Mode::System && smarthost.as_ref().is_some_and(|h| h.keyring.is_some()) {
+        return Err(Error::Invalid {
+            path: where_.clone(),
+            key: "[smarthost] password",
+            message: "the OS keyring is per user and cannot serve system mode; use password_file = \"/etc/relaymail/credentials\" (root:relaymail 0640)".into(),
+        });
+    }
     let queue = raw.queue.unwrap_or_default();
     let log = raw.log.unwrap_or_default();
     let sink = raw.sink.unwrap_or_default();
@@ -568,7 +588,51 @@ fn resolve_sink(where_: &str, raw: schema::RawSink, mode: Mode) -> Result<Sink, 
     Ok(sink)
 }
 
+/// `password = "keyring"` (or either keyring key): service and account,
+/// the account defaulting to the username.
+fn keyring_entry(
+    raw: &schema::RawSmarthost,
+    invalid: &impl Fn(&'static str, String) -> Error,
+) -> Result<Option<KeyringEntry>, Error> {
+    match raw.password.as_deref() {
+        None | Some("keyring") => {}
+        Some(_) => {
+            return Err(invalid(
+                "[smarthost] password",
+                "the only value is \"keyring\" (the secret itself never goes in a configuration file); store it with `relaymail credentials set`, or use password_file or password_command".into(),
+            ))
+        }
+    }
+    if raw.password.is_none() && raw.keyring_service.is_none() && raw.keyring_account.is_none() {
+        return Ok(None);
+    }
+    let account = raw
+        .keyring_account
+        .clone()
+        .or_else(|| raw.username.clone())
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            invalid(
+                "[smarthost] keyring_account",
+                "the keyring needs an account name: set username (or keyring_account)".into(),
+            )
+        })?;
+    Ok(Some(KeyringEntry {
+        service: raw
+            .keyring_service
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| KEYRING_SERVICE.to_string()),
+        account,
+    }))
+}
+
 fn resolve_smarthost(where_: &str, raw: schema::RawSmarthost) -> Result<Smarthost, Error> {
+    let keyring = keyring_entry(&raw, &|key, message| Error::Invalid {
+        path: where_.to_string(),
+        key,
+        message,
+    })?;
     let host = raw
         .host
         .filter(|h| !h.trim().is_empty())
@@ -623,6 +687,12 @@ fn resolve_smarthost(where_: &str, raw: schema::RawSmarthost) -> Result<Smarthos
             })
         }
     };
+    if keyring.is_some() && (raw.password_file.is_some() || raw.password_command.is_some()) {
+        return Err(invalid(
+            "[smarthost] password",
+            "\"keyring\" and password_file or password_command name two places for one secret; keep one".into(),
+        ));
+    }
     Ok(Smarthost {
         host,
         port,
@@ -643,6 +713,7 @@ fn resolve_smarthost(where_: &str, raw: schema::RawSmarthost) -> Result<Smarthos
         username: raw.username,
         password_file: raw.password_file,
         password_command: raw.password_command,
+        keyring,
         fallback_hosts: raw
             .fallback_hosts
             .unwrap_or_default()
@@ -835,6 +906,48 @@ mod tests {
         assert!(text.contains("usr"), "{text}");
         assert!(text.contains("[smarthost]"), "{text}");
         assert!(text.contains("did you mean \"username\""), "{text}");
+    }
+
+    #[test]
+    fn keyring_passwords_are_named_never_written() {
+        let dir = tempdir();
+        let user = |text: &str| load(&Source::Explicit(write(dir.path(), "k.toml", text)));
+        let sh = user("[smarthost]\nhost = \"x\"\nusername = \"u@x\"\npassword = \"keyring\"\n")
+            .expect("keyring")
+            .smarthost
+            .expect("smarthost");
+        assert_eq!(
+            sh.keyring,
+            Some(KeyringEntry {
+                service: "relaymail".into(),
+                account: "u@x".into()
+            })
+        );
+        let text = user("[smarthost]\nhost = \"x\"\nusername = \"u\"\npassword = \"hunter2\"\n")
+            .expect_err("a literal password")
+            .to_string();
+        assert!(
+            text.contains("never goes in a configuration file") && !text.contains("hunter2"),
+            "{text}"
+        );
+        let text = user("[smarthost]\nhost = \"x\"\nusername = \"u\"\npassword = \"keyring\"\npassword_file = \"/p\"\n")
+            .expect_err("two places")
+            .to_string();
+        assert!(text.contains("keep one"), "{text}");
+        let system = dir.path().join("etc");
+        std::fs::create_dir(&system).expect("dir");
+        write(
+            &system,
+            "relaymail.toml",
+            "[smarthost]\nhost = \"x\"\nusername = \"u\"\npassword = \"keyring\"\n",
+        );
+        let text = load(&Source::System(system))
+            .expect_err("system")
+            .to_string();
+        assert!(
+            text.contains("per user") && text.contains("password_file"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub struct RawSmarthost {
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
     pub password_command: Option<String>,
+    /// Only `"keyring"`: the secret is in the OS keyring.
+    pub password: Option<String>,
+    pub keyring_service: Option<String>,
+    pub keyring_account: Option<String>,
     pub fallback_hosts: Option<Vec<String>>,
     pub tls_server_name: Option<String>,
     pub client_cert: Option<PathBuf>,

@@ -2,6 +2,7 @@
 
 pub mod aliases;
 pub mod config_check;
+pub mod credentials;
 pub mod demo;
 pub mod doctor;
 pub mod flush;

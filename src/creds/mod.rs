@@ -2,6 +2,8 @@
 //! read it) or `password_command` (honoured only from a root-owned
 //! configuration). The secret never appears in errors or logs.
 
+pub mod keyring;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -26,9 +28,24 @@ pub fn load(config: &Config) -> Result<Option<Secret>, Failure> {
     if let Some(command) = &host.password_command {
         return from_command(command, config).map(Some);
     }
+    if let Some(entry) = &host.keyring {
+        return match keyring::get(entry) {
+            Ok((secret, _)) => Ok(Some(secret)),
+            Err(asked) => Err(Failure::new(
+                Sysexit::TempFail,
+                format!(
+                    "no password for {} (service {}) in the OS keyring ({}); store it with: relaymail credentials set --account {}",
+                    entry.account,
+                    entry.service,
+                    keyring::explain(&asked),
+                    entry.account
+                ),
+            )),
+        };
+    }
     Err(Failure::new(
         Sysexit::Config,
-        "[smarthost] username is set but neither password_file nor password_command is; add one",
+        "[smarthost] username is set but no password is: add password_file, password_command or password = \"keyring\"",
     ))
 }
 
@@ -68,9 +85,9 @@ pub fn check_private(path: &Path, what: &str, mode: Mode) -> Result<(), Failure>
     let too_open = bits & 0o007 != 0 || (bits & 0o070 != 0 && !group_ok);
     if too_open {
         let fix = if mode == Mode::System {
-            "chown root:relaymail and chmod 640"
+            format!("chown root:relaymail {0} && chmod 640 {0}", path.display())
         } else {
-            "chmod 600"
+            format!("chmod 600 {}", path.display())
         };
         return Err(Failure::new(
             Sysexit::NoPerm,
