@@ -956,3 +956,92 @@ fn doctor_names_each_wrong_owner_group_and_mode_with_its_fix() {
         );
     }
 }
+
+/// What a user must not reach through or around the setgid binary: the
+/// credentials file, another user's spool files, `queue show` of root's
+/// message, and (with -C or RELAYMAIL_CONFIG naming a file of their own
+/// that points at the system password and spool) the spool or the
+/// system secret sent to a server of their choice.
+#[test]
+fn a_users_own_configuration_reaches_neither_the_spool_nor_the_system_secret() {
+    let Some(host) = Host::new("") else { return };
+    let root = host.shell(
+        "root",
+        "printf 'Subject: root\\n\\nbob-private-text\\n' | sendmail -odq admin@example.net",
+    );
+    assert!(root.status.success(), "{}", outcome(&root));
+    let id = host.queued_ids().pop().unwrap();
+
+    let out = host.shell(
+        "alice",
+        &format!("cat /etc/relaymail/credentials; cat /var/spool/relaymail/queue/{id}.msg; ls /var/spool/relaymail/queue"),
+    );
+    assert_no_secret(&out, "direct reads");
+    assert!(
+        !stdout(&out).contains(&id),
+        "alice listed the queue directory: {}",
+        outcome(&out)
+    );
+
+    let out = host.run("alice", &["relaymail", "queue", "show", &id]);
+    assert_no_secret(&out, "queue show");
+    assert_eq!(out.status.code(), Some(77), "{}", outcome(&out));
+    assert!(
+        stderr(&out).contains("only they or root may show it"),
+        "{}",
+        outcome(&out)
+    );
+    // mailq lists it (as sendmail's does) without its text.
+    let out = host.run("alice", &["mailq"]);
+    assert!(
+        out.status.success() && stdout(&out).contains(&id),
+        "{}",
+        outcome(&out)
+    );
+    assert_no_secret(&out, "mailq");
+
+    // Alice's configuration: the system spool and password, her server.
+    let sink = common::sink::Sink::start(&["--listen", "127.0.0.1:0", "--auth", "accept-any"]);
+    let evil = host.path("home/alice/evil.toml");
+    std::fs::write(
+        &evil,
+        format!(
+            "spool_dir = \"/var/spool/relaymail\"\n[smarthost]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nallow_cleartext_auth = true\nusername = \"alerts\"\npassword_file = \"/etc/relaymail/credentials\"\n[log]\nsyslog = false\n",
+            sink.port(0)
+        ),
+    )
+    .unwrap();
+    nix::unistd::chown(&evil, Some(nix::unistd::Uid::from_raw(ALICE)), None).unwrap();
+    let before = host.queue();
+    for how in [
+        format!(
+            "printf 'Subject: x\\n\\nb\\n' | sendmail -C {} -odi bob@example.net",
+            evil.display()
+        ),
+        format!(
+            "printf 'Subject: x\\n\\nb\\n' | RELAYMAIL_CONFIG={} sendmail -odi bob@example.net",
+            evil.display()
+        ),
+        format!("RELAYMAIL_CONFIG={} relaymail flush", evil.display()),
+        format!("RELAYMAIL_CONFIG={} relaymail doctor", evil.display()),
+    ] {
+        let out = host.shell("alice", &how);
+        assert_no_secret(&out, &how);
+        assert!(!out.status.success(), "{how}: {}", outcome(&out));
+        assert_eq!(host.queue(), before, "{how}: the spool changed");
+        sink.no_event();
+    }
+    // The spool is where the first refusal comes: the group is gone.
+    let out = host.shell(
+        "alice",
+        &format!(
+            "printf 'Subject: x\\n\\nb\\n' | sendmail -C {} -odq bob@example.net",
+            evil.display()
+        ),
+    );
+    assert!(
+        stderr(&out).contains("/var/spool/relaymail") && stderr(&out).contains("Permission denied"),
+        "{}",
+        outcome(&out)
+    );
+}
