@@ -85,9 +85,8 @@ impl Postfix {
             .unwrap();
         assert!(
             out.status.success(),
-            "postfix did not start: {}{}",
-            stdout(&out),
-            stderr(&out)
+            "postfix did not start: {}",
+            outcome(&out)
         );
         Some(Postfix {
             dir,
@@ -110,7 +109,7 @@ impl Postfix {
             .arg(verb)
             .output()
             .unwrap();
-        assert!(out.status.success(), "postfix {verb}: {}", stderr(&out));
+        assert!(out.status.success(), "postfix {verb}: {}", outcome(&out));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         let up = || std::net::TcpStream::connect(("127.0.0.1", self.submit)).is_ok();
         while up() != (verb == "start") {
@@ -137,7 +136,7 @@ impl Postfix {
             .arg("reload")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(out.status.success(), "postfix reload: {}", outcome(&out));
     }
 }
 
@@ -680,7 +679,7 @@ fn logwatch_summarises_a_log_from_postfix_deliveries() {
         .output()
         .unwrap();
     let report = stdout(&out);
-    assert!(out.status.success(), "{report}{}", stderr(&out));
+    assert!(out.status.success(), "logwatch: {}", outcome(&out));
     let value = |label: &str| -> u32 {
         report
             .lines()

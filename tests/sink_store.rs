@@ -170,6 +170,17 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// An outside reader's exit status, stdout and stderr, for an assertion
+/// message.
+fn outcome(out: &Output) -> String {
+    format!(
+        "{}\n--- stdout:\n{}\n--- stderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
 /// Checks with Python's `mailbox` that the mbox holds exactly `want`
 /// (writer, count) messages, each intact; returns false if skipped.
 const PYTHON_CHECK: &str = r#"
@@ -221,9 +232,8 @@ fn python_check(mbox: &Path, want: &[(&str, usize)]) -> bool {
     let out = run(&mut cmd, b"", Duration::from_secs(120));
     assert!(
         out.status.success(),
-        "python mailbox check failed: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
+        "python mailbox check failed: {}",
+        outcome(&out)
     );
     true
 }
@@ -254,10 +264,7 @@ fn mailx_count(mbox: &Path, home: &Path) -> Option<usize> {
         .and_then(|n| n.parse().ok());
     match count {
         Some(n) => Some(n),
-        None => panic!(
-            "no message count from bsd-mailx:\n{stdout}{}",
-            text(&out.stderr)
-        ),
+        None => panic!("no message count from bsd-mailx: {}", outcome(&out)),
     }
 }
 
@@ -277,7 +284,7 @@ fn mailx_print_first(mbox: &Path, home: &Path) -> Option<String> {
         b"p 1\nx\n",
         Duration::from_secs(60),
     );
-    assert!(out.status.success(), "bsd-mailx: {}", text(&out.stderr));
+    assert!(out.status.success(), "bsd-mailx: {}", outcome(&out));
     Some(text(&out.stdout))
 }
 
@@ -325,8 +332,9 @@ fn mutt_count(mailbox: &Path) -> Option<usize> {
     match count {
         Some(n) => Some(n),
         None => panic!(
-            "no count on mutt's status line (exit {}):\n{screen:?}",
-            out.status
+            "no count on mutt's status line (exit {}):\n{screen:?}\n--- stderr:\n{}",
+            out.status,
+            text(&out.stderr)
         ),
     }
 }
@@ -387,12 +395,7 @@ fn readers_count_every_message_in_a_maildir() {
             b"",
             Duration::from_secs(60),
         );
-        assert_eq!(
-            text(&out.stdout).trim(),
-            "20",
-            "python: {}",
-            text(&out.stderr)
-        );
+        assert_eq!(text(&out.stdout).trim(), "20", "python: {}", outcome(&out));
     } else {
         skip("Python Maildir count", "python3", "python3");
     }
@@ -518,7 +521,7 @@ fn against_a_foreign_writer(how: &str) {
         200,
     );
     let out = wait_with_limit(foreign, Duration::from_secs(120), "python writer");
-    assert!(out.status.success(), "python writer: {}", text(&out.stderr));
+    assert!(out.status.success(), "python writer: {}", outcome(&out));
     python_check(&mbox, &[("r", 200), ("py", 200)]);
     assert_eq!(from_lines(&mbox), 400);
 }

@@ -148,7 +148,7 @@ fn swaks_over_a_pipe_with_pipelining() {
         };
     }
     let out = swaks.output().unwrap();
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "swaks: {}", outcome(&out));
     let q = env.only_message();
     assert_eq!(q.recipients(), vec!["ops@example.net".to_string()]);
     assert!(q.text().contains("Subject: via swaks"));

@@ -159,7 +159,7 @@ fn a_configuration_error_is_logged_as_config_error() {
         .args(["--mount", "sh", "-c", &script])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(78), "{}", outcome(&out));
     let lines = env.log_lines();
     assert_eq!(lines.len(), 1, "{lines:?}");
     // <19> = facility mail (2) * 8 + severity error (3).
