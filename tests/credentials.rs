@@ -216,3 +216,70 @@ sys.exit(os.waitstatus_to_exitcode(status))
     let out = env.run("relaymail", &["credentials", "check"], b"");
     assert!(out.status.success(), "{}", outcome(&out));
 }
+
+/// With a session bus and a keyring daemon (GNOME Keyring, started here
+/// on a private bus and HOME), `set` stores in the Secret Service too,
+/// `check` finds it there by a real D-Bus lookup, delivery in that session
+/// authenticates, and `clear` removes it there.
+#[test]
+fn the_secret_service_holds_it_too_when_a_session_bus_exists() {
+    if !have("dbus-run-session") || !have("gnome-keyring-daemon") {
+        return;
+    }
+    let account = unique_account("secret-service");
+    let secret = "kr-Secret-1414";
+    let sink = Sink::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--auth",
+        "users",
+        "--auth-user",
+        &format!("{account}={secret}"),
+    ]);
+    let env = keyring_env(sink.port(0), &account);
+    let _cleanup = Cleanup(&env);
+    let home = env.path("home");
+    let script = r#"
+        set -e
+        export XDG_RUNTIME_DIR="$HOME/run" XDG_DATA_HOME="$HOME/data"
+        mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+        printf 'unlock' | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null
+        daemon=$(pgrep -n -x gnome-keyring-d)
+        trap 'kill "$daemon"' EXIT
+        printf '%s\n' "$SECRET" | relaymail credentials set --stdin
+        relaymail credentials check
+        printf 'Subject: ss\n\nbody\n' | sendmail -odi x@example.net
+        relaymail credentials clear
+        relaymail credentials check || echo "after clear: $?"
+    "#;
+    let relaymail = env.cmd("relaymail");
+    let path = format!(
+        "{}:/usr/bin:/bin",
+        std::path::Path::new(relaymail.get_program())
+            .parent()
+            .unwrap()
+            .display()
+    );
+    let out = Command::new("dbus-run-session")
+        .args(["--", "sh", "-c", script])
+        .env_clear()
+        .envs(relaymail.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env("PATH", path)
+        .env("HOME", &home)
+        .env("SECRET", secret)
+        .output()
+        .unwrap();
+    assert_hidden(&out, secret);
+    assert!(out.status.success(), "{}", outcome(&out));
+    let text = stdout(&out);
+    for wanted in [
+        "in the Secret Service of your desktop session",
+        &format!("relaymail/{account}: held by secret-service"),
+        &format!("relaymail/{account}: removed from secret-service"),
+        &format!("relaymail/{account}: not in secret-service"),
+        "after clear: 69",
+    ] {
+        assert!(text.contains(wanted), "{wanted:?} in: {}", outcome(&out));
+    }
+    assert_eq!(sink.event()["auth_user"], account.as_str());
+}
