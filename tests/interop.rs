@@ -793,3 +793,48 @@ fn a_552_after_the_final_dot_from_postfix_bounces_once_and_is_not_retried() {
         "{maillog}"
     );
 }
+
+/// The password held in the kernel keyring (user mode, `password =
+/// "keyring"`) authenticates against Postfix's Dovecot SASL over STARTTLS;
+/// once it is cleared the message is deferred, not sent unauthenticated.
+#[test]
+fn a_keyring_held_password_authenticates_to_postfix() {
+    let sink = sink();
+    let Some(postfix) = Postfix::start(&sink, ">=TLSv1.2") else {
+        return;
+    };
+    let env = Env::new();
+    // Postfix's user is "alerts"; a service name of this test's own keeps
+    // the entry apart from anything else in this user's keyring.
+    let service = format!("relaymail-interop-{}", std::process::id());
+    let smarthost = format!(
+        "\n[smarthost]\nhost = \"localhost\"\nport = {}\ntls = \"starttls\"\nca_file = {:?}\nusername = \"alerts\"\npassword = \"keyring\"\nkeyring_service = {service:?}\n",
+        postfix.submit,
+        postfix.path("tls/ca.pem").display().to_string()
+    );
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, config + &smarthost).unwrap();
+    let out = env.run(
+        "relaymail",
+        &["credentials", "set", "--stdin"],
+        b"interop-secret\n",
+    );
+    assert!(out.status.success(), "{}", outcome(&out));
+    let out = env.sendmail(
+        &["-odi", "ok@example.net"],
+        "Subject: via keyring\n\nbody\n",
+    );
+    let cleared = env.run("relaymail", &["credentials", "clear"], b"");
+    assert_exit(&out, 0, &env, "delivery with the keyring password");
+    assert_eq!(sink.event()["subject"], "via keyring");
+    assert!(cleared.status.success(), "{}", outcome(&cleared));
+    let out = env.sendmail(
+        &["-odi", "ok@example.net"],
+        "Subject: no password\n\nbody\n",
+    );
+    assert_exit(&out, 75, &env, "no password left");
+    sink.no_event();
+    for line in env.log_lines() {
+        assert!(!line.contains("interop-secret"), "{line}");
+    }
+}
