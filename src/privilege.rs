@@ -80,6 +80,7 @@ pub fn start() -> Caller {
 
 /// A process started with fd 0, 1 or 2 closed would hand that number to
 /// the next file it opens (a spool file could then receive error text).
+/// Rust's runtime does the same on Linux today; this does not rely on it.
 fn ensure_standard_fds() {
     use std::os::fd::{AsFd, IntoRawFd};
     let open = |fd: std::os::fd::BorrowedFd<'_>| {
