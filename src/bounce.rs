@@ -3,8 +3,8 @@
 //! spool like any message, from the null sender and marked `is_bounce`,
 //! so it can never cause another one.
 
+use std::io::Read;
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 
 use crate::config::Config;
 use crate::id::QueueId;
@@ -38,13 +38,13 @@ pub fn recipient(config: &Config, env: &Envelope) -> Option<String> {
     }
 }
 
-/// Queues a DSN about `failed` recipients of `env` (whose message is at
-/// `message`) for `to`. Returns the DSN's queue ID.
+/// Queues a DSN about `failed` recipients of `env` (whose message
+/// `message` reads) for `to`. Returns the DSN's queue ID.
 pub fn queue(
     config: &Config,
     spool: &Spool,
     env: &Envelope,
-    message: &Path,
+    message: &mut dyn Read,
     failed: &[Failed],
     remote: &str,
     to: &str,
@@ -79,7 +79,7 @@ pub fn queue(
 fn compose(
     config: &Config,
     env: &Envelope,
-    message: &Path,
+    message: &mut dyn Read,
     failed: &[Failed],
     remote: &str,
     to: &str,
@@ -123,11 +123,8 @@ fn compose(
 }
 
 /// The original header section (bounded), CRLF line ends.
-fn original_headers(message: &Path) -> String {
-    let Ok(file) = std::fs::File::open(message) else {
-        return String::new();
-    };
-    let mut reader = BufReader::new(file);
+fn original_headers(message: &mut dyn Read) -> String {
+    let mut reader = BufReader::new(message);
     let mut out = String::new();
     let mut line = Vec::new();
     while out.len() < 64 << 10 {

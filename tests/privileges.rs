@@ -61,7 +61,12 @@ fn system_spool_is_root_relaymail_group_only() {
     let mut draft = spool.create().unwrap();
     let id = draft.id().clone();
     std::io::Write::write_all(&mut draft, b"hello").unwrap();
-    drop(draft.commit(&sample(id.as_str())).unwrap());
+    let locked = draft.commit(&sample(id.as_str())).unwrap();
+    // A state change writes the .env beside the committed .msg.
+    let mut changed = sample(id.as_str());
+    changed.attempts = 1;
+    locked.update(&changed).unwrap();
+    drop(locked);
     for path in [spool.message_path(&id), spool.envelope_path(&id)] {
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(

@@ -283,7 +283,7 @@ impl Run<'_> {
         }
         let (results, relay, tls) = match session.as_mut() {
             Some(s) => {
-                let mut file = std::fs::File::open(locked.message_path()).map_err(|e| {
+                let mut file = locked.body().map_err(|e| {
                     Failure::new(
                         Sysexit::IoErr,
                         format!("cannot read queued message {id}: {e}"),
@@ -346,7 +346,10 @@ impl Run<'_> {
         if !done || !bounced.is_empty() {
             locked.update(env)?;
         }
-        let bounce = self.send_bounce(env, &locked.message_path(), &bounced, relay);
+        let bounce = match locked.body() {
+            Ok(mut body) => self.send_bounce(env, &mut body, &bounced, relay),
+            Err(_) => self.send_bounce(env, &mut std::io::empty(), &bounced, relay),
+        };
         if done {
             locked.remove()?;
         }
@@ -364,7 +367,7 @@ impl Run<'_> {
     fn send_bounce(
         &self,
         env: &Envelope,
-        message: &std::path::Path,
+        message: &mut dyn std::io::Read,
         bounced: &[usize],
         relay: &str,
     ) -> Option<QueueId> {

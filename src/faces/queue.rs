@@ -170,8 +170,10 @@ pub fn show(
     let id = parse_id(id)?;
     check_owner(&spool, &id, "show")?;
     let env = spool.read(&id)?;
-    let header = read_header(&spool.message_path(&id))
-        .map_err(|e| Failure::new(Sysexit::IoErr, format!("cannot read message {id}: {e}")))?;
+    let unreadable =
+        |e: String| Failure::new(Sysexit::IoErr, format!("cannot read message {id}: {e}"));
+    let body = spool.body(&id).map_err(|e| unreadable(e.to_string()))?;
+    let header = read_header(body).map_err(|e| unreadable(e.to_string()))?;
     if json {
         let mut value = to_json(&env);
         if let Some(map) = value.as_object_mut() {
@@ -217,8 +219,8 @@ pub fn show(
 }
 
 /// The header section of a stored message, up to the empty line (bounded).
-fn read_header(path: &std::path::Path) -> io::Result<Vec<u8>> {
-    let mut reader = BufReader::new(std::fs::File::open(path)?);
+fn read_header(body: impl io::Read) -> io::Result<Vec<u8>> {
+    let mut reader = BufReader::new(body);
     let mut out = Vec::new();
     let mut line = Vec::new();
     loop {

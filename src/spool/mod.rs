@@ -1,32 +1,47 @@
 //! The on-disk queue: durable, crash-safe, safe for concurrent processes.
+//! docs/spool.md is the reference for the format and its guarantees.
 //!
 //! Layout under the spool directory:
 //!   tmp/<ID>.<pid>.msg, tmp/<ID>.<pid>.env   being written by process <pid>
-//!   queue/<ID>.msg   the message, immutable once linked here
-//!   queue/<ID>.env   envelope and delivery state (TOML), replaced atomically
+//!   queue/<ID>.msg   the message and its first envelope (queue_file.rs),
+//!                    immutable once linked here
+//!   queue/<ID>.env   the envelope and delivery state once it changed
+//!                    (TOML), replaced atomically; absent until then
 //!
-//! Enqueue: write tmp/…msg (O_EXCL) and flock it, fsync; link it to
-//! queue/<ID>.msg; write tmp/…env, fsync, link it to queue/<ID>.env; fsync
-//! queue/. The `.env` link is the commit point: a message is visible (to
-//! mailq, flush) exactly when queue/<ID>.env exists, and `sendmail` exits 0
-//! only after the directory fsync that makes it durable. Links, not
-//! renames, so that an existing entry is never overwritten.
+//! Enqueue: write tmp/…msg (O_EXCL) and flock it: a fixed-width first
+//! line, the message, the envelope; complete the first line in place;
+//! fsync; link it to queue/<ID>.msg; fsync queue/. That link is the commit
+//! point: a message is visible (to mailq, flush) exactly when queue/<ID>.msg
+//! exists, and `sendmail` exits 0 only after the directory fsync that makes
+//! it durable: two flushes. Links, not renames, so that an existing entry
+//! is never overwritten. The envelope is `.env` when present, else the one
+//! inside the `.msg`.
+//!
+//! Format 1 (earlier releases): queue/<ID>.msg held the message alone and
+//! queue/<ID>.env (linked last) was the commit point. Such entries are
+//! still read, delivered, listed and removed; a format-1 `.msg` without
+//! `.env` is an interrupted submission.
 //!
 //! Locking: whoever writes, delivers or changes a message holds an
 //! exclusive flock on its `.msg` inode (the same inode from tmp/ to
 //! queue/), taken right after creation. A failed lock is `Busy`, a normal
 //! outcome. State updates write a new `.env` in tmp/ and rename it over.
 //!
-//! Orphans: a tmp/ file whose writer process is gone, or a queue/ `.msg`
-//! without `.env` whose lock is free, is left by an interrupted
-//! submission; `clean_orphans` removes and reports them.
+//! Removal: the `.msg` first (it is what makes an entry visible), then the
+//! directory fsync, then the `.env`: a crash in between leaves a stray
+//! `.env`, never a message that would be sent again.
+//!
+//! Orphans: a tmp/ file whose writer process is gone, a format-1 queue/
+//! `.msg` without `.env` whose lock is free, or a `.env` without `.msg`;
+//! `clean_orphans` removes and reports them.
 
 pub mod envelope;
+pub mod queue_file;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{self, BufWriter, Seek, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -231,10 +246,15 @@ impl Spool {
                     let lock = lock(file, &path)?.ok_or_else(|| Error::Busy(id.clone()))?;
                     // Same open file description: the flock covers both.
                     let file = lock.try_clone().map_err(io_err("open", &path))?;
+                    let mut writer = BufWriter::with_capacity(64 << 10, file);
+                    if let Err(e) = writer.write_all(&queue_file::placeholder()) {
+                        let _ = fs::remove_file(&path);
+                        return Err(io_err("write", &path)(e));
+                    }
                     return Ok(Draft {
                         id,
                         path,
-                        writer: Some(BufWriter::with_capacity(64 << 10, file)),
+                        writer: Some(writer),
                         lock: Some(lock),
                         spool: self,
                         linked: false,
@@ -255,7 +275,7 @@ impl Spool {
         {
             let entry = entry.map_err(io_err("read the queue directory", &self.queue))?;
             let name = entry.file_name();
-            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".env")) else {
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".msg")) else {
                 continue;
             };
             if let Some(id) = QueueId::parse(stem) {
@@ -263,16 +283,60 @@ impl Spool {
             }
         }
         ids.sort();
-        Ok(ids.iter().map(|id| self.read(id)).collect())
+        // Gone meanwhile (delivered) or never committed: not queued.
+        Ok(ids
+            .iter()
+            .map(|id| self.read(id))
+            .filter(|r| !matches!(r, Err(Error::NotFound(_))))
+            .collect())
     }
 
+    /// The current envelope: `.env` once the state changed, else the
+    /// first one inside the `.msg`. NotFound when nothing is committed.
     pub fn read(&self, id: &QueueId) -> Result<Envelope, Error> {
         let path = self.envelope_path(id);
-        let text = fs::read_to_string(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::NotFound(id.clone()),
-            _ => io_err("read", &path)(e),
-        })?;
+        let (text, path) = match fs::read_to_string(&path) {
+            Ok(text) => (text, path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.first_envelope(id)? {
+                Some(found) => found,
+                None => return Err(Error::NotFound(id.clone())),
+            },
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
         Envelope::from_toml(&text).map_err(|reason| Error::Corrupt { path, reason })
+    }
+
+    /// The envelope a format-2 `.msg` carries; None for no `.msg` or a
+    /// format-1 one.
+    fn first_envelope(&self, id: &QueueId) -> Result<Option<(String, PathBuf)>, Error> {
+        let path = self.message_path(id);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("open", &path)(e)),
+        };
+        let corrupt = |e: io::Error| Error::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let Some(layout) = queue_file::layout(&file).map_err(corrupt)? else {
+            return Ok(None);
+        };
+        let text = queue_file::envelope_text(&file, layout).map_err(corrupt)?;
+        Ok(Some((text, path.clone())))
+    }
+
+    /// A reader of exactly the queued message (without the envelope).
+    pub fn body(&self, id: &QueueId) -> Result<io::Take<File>, Error> {
+        let path = self.message_path(id);
+        let file = File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::NotFound(id.clone()),
+            _ => io_err("open", &path)(e),
+        })?;
+        queue_file::body(file).map_err(|e| Error::Corrupt {
+            path,
+            reason: e.to_string(),
+        })
     }
 
     /// Takes the message's lock; `Busy` if another process holds it.
@@ -289,7 +353,8 @@ impl Spool {
             _ => io_err("open", &path)(e),
         })?;
         let lock = lock(file, &path)?.ok_or_else(|| Error::Busy(id.clone()))?;
-        if !self.envelope_path(id).exists() {
+        // Removed by its last holder between our open and our lock.
+        if lock.metadata().map_err(io_err("stat", &path))?.nlink() == 0 {
             return Err(Error::NotFound(id.clone()));
         }
         Ok(Locked {
@@ -320,9 +385,9 @@ impl Spool {
         if !env.exists() && !msg.exists() {
             return Err(Error::NotFound(id.clone()));
         }
-        remove_if_present(&env)?;
-        sync_dir(&self.queue)?;
         remove_if_present(&msg)?;
+        sync_dir(&self.queue)?;
+        remove_if_present(&env)?;
         Ok(())
     }
 
@@ -361,10 +426,20 @@ impl Spool {
             for entry in fs::read_dir(&self.queue).map_err(io_err("read", &self.queue))? {
                 let entry = entry.map_err(io_err("read", &self.queue))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(id) = name.strip_suffix(".env").and_then(QueueId::parse) {
+                    // A removal interrupted after its .msg went.
+                    if !self.message_path(&id).exists() && remove_if_present(&entry.path())? {
+                        removed.push(Orphan {
+                            path: entry.path(),
+                            size: 0,
+                        });
+                    }
+                    continue;
+                }
                 let Some(id) = name.strip_suffix(".msg").and_then(QueueId::parse) else {
                     continue;
                 };
-                if self.envelope_path(&id).exists() {
+                if self.envelope_path(&id).exists() || !self.is_format_1(&id) {
                     continue;
                 }
                 // Held by a live submitter that has not committed yet: skip.
@@ -382,6 +457,13 @@ impl Spool {
             }
         }
         Ok(removed)
+    }
+
+    /// A `.msg` written by an earlier release (the message alone).
+    fn is_format_1(&self, id: &QueueId) -> bool {
+        File::open(self.message_path(id))
+            .and_then(|f| queue_file::layout(&f))
+            .is_ok_and(|layout| layout.is_none())
     }
 
     /// Writes `envelope` as the new state of `id` (tmp + fsync + rename +
@@ -470,28 +552,30 @@ impl<'a> Draft<'a> {
             .writer
             .take()
             .ok_or_else(|| io_err("write", &self.path)(io::Error::other("already committed")))?;
-        let file = writer
+        let mut file = writer
             .into_inner()
             .map_err(|e| io_err("write", &self.path)(e.into_error()))?;
         let path = &self.path;
+        let text = envelope.to_toml().map_err(|reason| Error::Corrupt {
+            path: path.clone(),
+            reason: format!("cannot serialise the state: {reason}"),
+        })?;
+        let envelope_at = file.stream_position().map_err(io_err("write", path))?;
+        let layout = queue_file::Layout {
+            envelope_at,
+            envelope_len: text.len() as u64,
+        };
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.write_all_at(&queue_file::header(layout), 0))
+            .map_err(io_err("write", path))?;
+        // Flush 1: the whole file, message and envelope.
         file.sync_data().map_err(io_err("fsync", path))?;
-        let env_tmp = spool.write_tmp_envelope(&self.id, envelope)?;
         let msg = spool.message_path(&self.id);
-        if let Err(e) = fs::hard_link(&self.path, &msg) {
-            let _ = fs::remove_file(&env_tmp);
-            return Err(io_err("link the message into", &spool.queue)(e));
-        }
+        fs::hard_link(&self.path, &msg).map_err(io_err("link the message into", &spool.queue))?;
         self.linked = true;
         let _ = fs::remove_file(&self.path);
-        let env = spool.envelope_path(&self.id);
-        let linked = fs::hard_link(&env_tmp, &env);
-        let _ = fs::remove_file(&env_tmp);
-        linked.map_err(io_err("commit the state file to", &spool.queue))?;
-        if let Err(e) = sync_dir(&spool.queue) {
-            // Not durable: withdraw it, so that a failure exit means "not queued".
-            let _ = fs::remove_file(&env);
-            return Err(e);
-        }
+        // Flush 2: the link, which is the commit point.
+        sync_dir(&spool.queue)?;
         drop(file);
         let lock = self
             .lock
@@ -539,18 +623,18 @@ impl Locked<'_> {
         self.spool.replace_envelope(&self.id, envelope)
     }
 
-    pub fn message_path(&self) -> PathBuf {
-        self.spool.message_path(&self.id)
+    /// A reader of exactly the queued message.
+    pub fn body(&self) -> Result<io::Take<File>, Error> {
+        self.spool.body(&self.id)
     }
 
-    /// Removes the delivered (or bounced) message: state first, so a crash
-    /// in between leaves only an orphan `.msg`, never a visible entry
-    /// without its message.
+    /// Removes the delivered (or bounced) message: the `.msg` first, made
+    /// durable, so that a crash in between leaves a stray `.env`, never an
+    /// entry that would be sent again.
     pub fn remove(self) -> Result<(), Error> {
-        let env = self.spool.envelope_path(&self.id);
-        remove_if_present(&env)?;
+        remove_if_present(&self.spool.message_path(&self.id))?;
         sync_dir(&self.spool.queue)?;
-        remove_if_present(&self.spool.message_path(&self.id)).map(drop)
+        remove_if_present(&self.spool.envelope_path(&self.id)).map(drop)
     }
 }
 

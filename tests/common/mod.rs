@@ -151,7 +151,10 @@ impl Env {
         self.run("sendmail", args, stdin.as_bytes())
     }
 
-    /// Committed messages (those with a `.env`), oldest first.
+    /// Committed messages, oldest first: each `.msg` in queue/ that is a
+    /// complete queue file (format 2), or a format-1 `.msg` with its
+    /// `.env`. `env` is the current envelope (`.env` if present, else the
+    /// one inside the file), `msg` the message alone.
     pub fn queued(&self) -> Vec<Queued> {
         let queue = self.spool.join("queue");
         let Ok(entries) = fs::read_dir(&queue) else {
@@ -162,7 +165,7 @@ impl Env {
             .filter_map(|e| {
                 e.file_name()
                     .to_str()
-                    .and_then(|n| n.strip_suffix(".env"))
+                    .and_then(|n| n.strip_suffix(".msg"))
                     .map(String::from)
             })
             .collect();
@@ -171,16 +174,19 @@ impl Env {
         // and the read: it is then no longer queued.
         ids.into_iter()
             .filter_map(|id| {
-                let env = match fs::read_to_string(queue.join(format!("{id}.env"))) {
-                    Ok(text) => text,
+                let file = match fs::read(queue.join(format!("{id}.msg"))) {
+                    Ok(bytes) => bytes,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                    Err(e) => panic!("reading {id}.msg: {e}"),
+                };
+                let state = match fs::read_to_string(queue.join(format!("{id}.env"))) {
+                    Ok(text) => Some(text),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                     Err(e) => panic!("reading {id}.env: {e}"),
                 };
-                Some(Queued {
-                    env,
-                    msg: fs::read(queue.join(format!("{id}.msg"))).unwrap_or_default(),
-                    id,
-                })
+                let (msg, first) = split_queue_file(&file);
+                let env = state.or(first)?;
+                Some(Queued { env, msg, id })
             })
             .collect()
     }
@@ -237,6 +243,23 @@ impl Env {
     pub fn log_lines(&self) -> Vec<String> {
         self.log.lines()
     }
+}
+
+/// A queue file's message and first envelope (format 2: a fixed-width
+/// first line giving the envelope's position), or the whole file and no
+/// envelope (format 1).
+pub fn split_queue_file(file: &[u8]) -> (Vec<u8>, Option<String>) {
+    const HEADER_LEN: usize = 90;
+    if !file.starts_with(b"relaymail-queue-file 2 ") {
+        return (file.to_vec(), None);
+    }
+    let line = String::from_utf8_lossy(&file[..HEADER_LEN]).into_owned();
+    let number = |key: &str| -> usize { line.split(key).nth(1).unwrap()[..20].parse().unwrap() };
+    let (at, len) = (number("envelope-at="), number("envelope-len="));
+    (
+        file[HEADER_LEN..at].to_vec(),
+        Some(String::from_utf8(file[at..at + len].to_vec()).unwrap()),
+    )
 }
 
 pub struct Queued {
