@@ -20,6 +20,7 @@ pub mod smtp_syntax;
 pub mod spool;
 pub mod sysexits;
 pub mod system;
+pub mod tls_failure;
 
 use std::ffi::OsString;
 use std::io::{self, Write};

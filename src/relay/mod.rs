@@ -8,10 +8,12 @@
 //! never a fallback to cleartext.
 
 use std::io::Read;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use crate::config::{AuthMethod, Mode, Smarthost, TlsMode};
 use crate::creds::Secret;
+use crate::tls_failure::{self, CertInfo, Explanation};
 
 pub mod probe;
 pub mod smtp;
@@ -54,6 +56,8 @@ pub struct Relay {
     host: Smarthost,
     mode: Mode,
     targets: Vec<Target>,
+    /// Where a TLS failure's fix suggests keeping the relay's certificate.
+    suggested_ca: PathBuf,
 }
 
 struct Target {
@@ -90,6 +94,7 @@ impl Relay {
             host: host.clone(),
             mode,
             targets,
+            suggested_ca: tls::suggested_ca_file(mode),
         }
     }
 
@@ -165,25 +170,37 @@ impl Relay {
             for addr in &addrs {
                 let relay = format!("{}[{}]:{}", target.name, addr.ip(), target.port);
                 let implicit = wrap().filter(|_| host.tls == TlsMode::Implicit);
+                let words = words(host, &target.name, target.port, &self.suggested_ca);
+                let failed = |stage, reply| ConnectionFailure {
+                    outcome: Outcome::Deferred,
+                    relay: relay.clone(),
+                    tls: "none".into(),
+                    stage,
+                    reply,
+                };
                 match Client::connect(addr, host.connect_timeout, implicit, hello) {
                     Ok(client) => break 'connected (client, relay),
                     Err(smtp::Error::Io(e)) if is_unreachable(&e) => {
                         refused.push(format!("{}: {}", addr.ip(), smtp::Error::Io(e)));
                     }
-                    Err(e) => {
-                        let stage = if matches!(e, smtp::Error::Tls(_)) {
-                            "tls"
-                        } else {
-                            "connect"
-                        };
-                        return Err(ConnectionFailure {
-                            outcome: Outcome::Deferred,
-                            relay,
-                            tls: "none".into(),
-                            stage,
-                            reply: e.to_string(),
-                        });
+                    Err(smtp::Error::Silent(mut silence)) => {
+                        if let Some(explained) = silent_port(host, &words, &mut silence) {
+                            return Err(failed("tls", tls_reason(&explained)));
+                        }
+                        let e = smtp::Error::Silent(silence);
+                        match &e {
+                            // A timeout: the next address may answer.
+                            smtp::Error::Silent(s) if s.tcp.is_some() => {
+                                refused.push(format!("{}: {e}", addr.ip()));
+                            }
+                            _ => return Err(failed("connect", closed_before_greeting(&words))),
+                        }
                     }
+                    Err(smtp::Error::Tls(failure)) => {
+                        let explained = tls_failure::relay_failure(&failure, &words);
+                        return Err(failed("tls", tls_reason(&explained)));
+                    }
+                    Err(e) => return Err(failed("connect", e.to_string())),
                 }
             }
             return Err(early("connect", refused.join("; ")));
@@ -214,9 +231,14 @@ impl Relay {
         };
         if starttls {
             let wrap = wrap().ok_or_else(|| defer("tls", "none", "no TLS settings".into()))?;
-            client
-                .starttls(wrap, hello)
-                .map_err(|e| defer("tls", "none", e.to_string()))?;
+            client.starttls(wrap, hello).map_err(|e| match e {
+                smtp::Error::Tls(failure) => {
+                    let words = words(host, &target.name, target.port, &self.suggested_ca);
+                    let explained = tls_failure::relay_failure(&failure, &words);
+                    defer("tls", "none", tls_reason(&explained))
+                }
+                other => defer("tls", "none", other.to_string()),
+            })?;
         }
         let tls = client.tls_description().unwrap_or_else(|| "none".into());
         // Pinning: checked right after the handshake, before AUTH or mail.
@@ -224,13 +246,18 @@ impl Relay {
             let seen = leaf_sha256(&client);
             if seen.as_ref().map(|d| d.as_ref()) != Some(pin.as_slice()) {
                 client.abort();
-                let shown = seen
-                    .map(|d| hex_colons(d.as_ref()))
-                    .unwrap_or_else(|| "none (no TLS)".into());
+                let presented = client
+                    .peer_certificates()
+                    .first()
+                    .map(|der| CertInfo::parse(der));
+                let explained = tls_failure::pin_mismatch(
+                    presented.as_ref(),
+                    &tls_failure::fingerprint_hex(pin),
+                );
                 return Err(defer(
                     "tls",
                     &tls,
-                    format!("certificate fingerprint mismatch: the relay presented sha256:{shown}, the configuration pins sha256:{}; nothing was sent", hex_colons(pin)),
+                    format!("certificate fingerprint mismatch: {}", explained.sentence()),
                 ));
             }
         }
@@ -262,6 +289,59 @@ impl Relay {
         }
         Ok(Session { client, relay, tls })
     }
+}
+
+/// The words' view of one relay of `host`.
+fn words<'a>(
+    host: &'a Smarthost,
+    name: &'a str,
+    port: u16,
+    suggested_ca: &'a std::path::Path,
+) -> tls_failure::Relay<'a> {
+    tls_failure::Relay {
+        host: name,
+        port,
+        mode: host.tls,
+        min_version: host.tls_min_version,
+        ca_file: host.ca_file.as_deref(),
+        server_name: host.tls_server_name.as_deref(),
+        client_cert: host.client_cert.is_some(),
+        suggested_ca_file: suggested_ca,
+    }
+}
+
+/// A TLS failure as a deferral reason: "TLS: <problem>; fix: <fix>".
+fn tls_reason(explained: &Explanation) -> String {
+    format!("TLS: {}", explained.sentence())
+}
+
+/// No greeting came in time: when the port answers a TLS hello instead,
+/// it is an implicit-TLS port and `tls` is set wrong (issue 16). The
+/// hello goes over the same connection, which has failed anyway.
+fn silent_port(
+    host: &Smarthost,
+    words: &tls_failure::Relay<'_>,
+    silence: &mut smtp::Silence,
+) -> Option<Explanation> {
+    if host.tls == TlsMode::Implicit {
+        return None;
+    }
+    let tcp = silence.tcp.as_mut()?;
+    // Any certificate will do: only the answer's first bytes are read.
+    let settings = tls::inspection_settings(host, words.host).ok()?;
+    let wait = host.connect_timeout.min(std::time::Duration::from_secs(5));
+    smtp::answers_tls(tcp, &settings.config, &settings.server_name, wait)
+        .then(|| tls_failure::silent_tls_port(words, host.connect_timeout))
+}
+
+/// The relay closed the connection before greeting.
+fn closed_before_greeting(words: &tls_failure::Relay<'_>) -> String {
+    let hint = if words.port == 465 && words.mode != TlsMode::Implicit {
+        "; port 465 is normally an implicit-TLS port: if so, set tls = \"implicit\""
+    } else {
+        ""
+    };
+    format!("the relay closed the connection before its greeting{hint}")
 }
 
 /// The AUTH mechanism for `host` among those the relay offers (auto:
@@ -505,12 +585,4 @@ fn is_sendable(address: &str) -> bool {
         && !address
             .chars()
             .any(|c| c.is_control() || c == ' ' || c == '<' || c == '>')
-}
-
-fn hex_colons(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }

@@ -6,11 +6,10 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use x509_parser::prelude::{FromDer, X509Certificate};
-
-use super::smtp::{Client, Wrap};
+use super::smtp::{self, Client, Wrap};
 use super::tls;
 use crate::config::{Mode, Smarthost, TlsMode};
+use crate::tls_failure::{self, CertInfo, Explanation};
 
 /// The relays delivery would try, in order.
 pub fn endpoints(host: &Smarthost) -> Vec<(String, u16)> {
@@ -50,6 +49,26 @@ pub struct CertFacts {
     pub sha256: String,
 }
 
+/// A step that failed: where, in words, and for a TLS failure its full
+/// explanation (the same as a deferral's).
+#[derive(Debug)]
+pub struct Failed {
+    /// connect, banner or tls.
+    pub stage: &'static str,
+    pub detail: String,
+    pub explained: Option<Explanation>,
+}
+
+impl Failed {
+    fn tls(explained: Explanation) -> Failed {
+        Failed {
+            stage: "tls",
+            detail: explained.problem.clone(),
+            explained: Some(explained),
+        }
+    }
+}
+
 /// An open session being diagnosed.
 pub struct Probe {
     client: Client,
@@ -65,9 +84,16 @@ impl Probe {
         mode: Mode,
         hello: &str,
         trust: Trust,
-    ) -> Result<Probe, (&'static str, String)> {
+    ) -> Result<Probe, Failed> {
+        let failed = |stage, detail| Failed {
+            stage,
+            detail,
+            explained: None,
+        };
         let settings = match host.tls {
-            TlsMode::Implicit => Some(settings(host, name, mode, trust).map_err(|e| ("tls", e))?),
+            TlsMode::Implicit => {
+                Some(settings(host, name, mode, trust).map_err(|e| failed("tls", e))?)
+            }
             _ => None,
         };
         let started = Instant::now();
@@ -75,14 +101,25 @@ impl Probe {
             config: &s.config,
             server_name: &s.server_name,
         });
-        let client = Client::connect(addr, host.connect_timeout, wrap, hello).map_err(|e| {
-            let stage = match e {
-                super::smtp::Error::Tls(_) => "tls",
-                super::smtp::Error::Reply(_) => "banner",
-                _ => "connect",
-            };
-            (stage, e.to_string())
-        })?;
+        let suggested = tls::suggested_ca_file(mode);
+        let words = super::words(host, name, addr.port(), &suggested);
+        let client =
+            Client::connect(addr, host.connect_timeout, wrap, hello).map_err(|e| match e {
+                smtp::Error::Tls(failure) => {
+                    Failed::tls(tls_failure::relay_failure(&failure, &words))
+                }
+                smtp::Error::Silent(mut silence) => {
+                    match super::silent_port(host, &words, &mut silence) {
+                        Some(explained) => Failed::tls(explained),
+                        None if silence.tcp.is_none() => {
+                            failed("connect", super::closed_before_greeting(&words))
+                        }
+                        None => failed("connect", smtp::Error::Silent(silence).to_string()),
+                    }
+                }
+                smtp::Error::Reply(_) => failed("banner", e.to_string()),
+                other => failed("connect", other.to_string()),
+            })?;
         Ok(Probe {
             client,
             elapsed: started.elapsed(),
@@ -135,11 +172,17 @@ impl Probe {
         mode: Mode,
         hello: &str,
         trust: Trust,
-    ) -> Result<(), String> {
-        let settings = settings(host, name, mode, trust)?;
+    ) -> Result<(), Failed> {
+        let failed = |detail| Failed {
+            stage: "tls",
+            detail,
+            explained: None,
+        };
+        let settings = settings(host, name, mode, trust).map_err(failed)?;
         self.client
             .set_timeout(host.command_timeout)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(e.to_string()))?;
+        let port = self.client.peer_port();
         self.client
             .starttls(
                 Wrap {
@@ -148,7 +191,14 @@ impl Probe {
                 },
                 hello,
             )
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                smtp::Error::Tls(failure) => {
+                    let suggested = tls::suggested_ca_file(mode);
+                    let words = super::words(host, name, port, &suggested);
+                    Failed::tls(tls_failure::relay_failure(&failure, &words))
+                }
+                other => failed(other.to_string()),
+            })
     }
 
     /// "TLSv1.3/TLS_AES_256_GCM_SHA384" once encrypted.
@@ -159,6 +209,11 @@ impl Probe {
     /// SHA-256 of the relay's own certificate, as pinning compares it.
     pub fn leaf_sha256(&self) -> Option<Vec<u8>> {
         super::leaf_sha256(&self.client).map(|d| d.as_ref().to_vec())
+    }
+
+    /// The relay's own certificate (DER), once encrypted.
+    pub fn leaf(&self) -> Option<Vec<u8>> {
+        self.client.peer_certificates().into_iter().next()
     }
 
     pub fn chain(&self) -> Vec<CertFacts> {
@@ -236,6 +291,12 @@ impl Probe {
     }
 }
 
+/// Whether `der` is one of the certificates in `ca_file`, trusted as
+/// given.
+pub fn named_in_ca_file(host: &Smarthost, der: &[u8]) -> bool {
+    tls::named_in_ca_file(host, der)
+}
+
 fn settings(
     host: &Smarthost,
     name: &str,
@@ -249,27 +310,13 @@ fn settings(
 }
 
 fn cert_facts(der: &[u8]) -> CertFacts {
-    let sha256 = super::hex_colons(ring::digest::digest(&ring::digest::SHA256, der).as_ref());
-    match X509Certificate::from_der(der) {
-        Ok((_, cert)) => {
-            let not_after = cert.validity().not_after;
-            let days_left = (not_after.timestamp() - chrono::Utc::now().timestamp()) / 86_400;
-            CertFacts {
-                subject: cert.subject().to_string(),
-                issuer: cert.issuer().to_string(),
-                not_after: chrono::DateTime::from_timestamp(not_after.timestamp(), 0)
-                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-                    .unwrap_or_default(),
-                days_left,
-                sha256,
-            }
-        }
-        Err(e) => CertFacts {
-            subject: format!("(unparsable certificate: {e})"),
-            issuer: String::new(),
-            not_after: String::new(),
-            days_left: 0,
-            sha256,
-        },
+    let info = CertInfo::parse(der);
+    let days_left = (info.not_after - chrono::Utc::now().timestamp()) / 86_400;
+    CertFacts {
+        not_after: tls_failure::date(info.not_after),
+        days_left,
+        subject: info.subject,
+        issuer: info.issuer,
+        sha256: info.sha256,
     }
 }

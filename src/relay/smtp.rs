@@ -16,6 +16,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use crate::message::base64;
+use crate::tls_failure::{self, Cause};
 
 /// Longest reply line and whole reply accepted from a server.
 const MAX_REPLY_LINE: u64 = 4096;
@@ -48,8 +49,11 @@ impl Reply {
 pub enum Error {
     /// The connection failed or timed out.
     Io(io::Error),
-    /// The TLS handshake or a TLS record failed.
-    Tls(String),
+    /// The TLS handshake or a TLS record failed (with the relay's first
+    /// bytes when it was the handshake, to explain it).
+    Tls(tls_failure::Failure),
+    /// The server sent nothing at all where its greeting belongs.
+    Silent(Silence),
     /// The server answered, but not with success.
     Reply(Reply),
     /// The server said something that is not SMTP.
@@ -67,6 +71,8 @@ impl std::fmt::Display for Error {
             }
             Error::Io(e) => write!(f, "{e}"),
             Error::Tls(e) => write!(f, "TLS: {e}"),
+            Error::Silent(s) if s.tcp.is_some() => f.write_str("timed out waiting for the relay"),
+            Error::Silent(_) => f.write_str("the relay closed the connection"),
             Error::Reply(r) => f.write_str(&r.text()),
             Error::Protocol(e) => write!(f, "protocol error: {e}"),
         }
@@ -80,10 +86,21 @@ impl From<io::Error> for Error {
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            Some(tls) => Error::Tls(tls.to_string()),
+            Some(tls) => Error::Tls(tls_failure::Failure {
+                cause: Cause::Tls(tls.clone()),
+                peer_bytes: Vec::new(),
+            }),
             None => Error::Io(e),
         }
     }
+}
+
+/// No greeting at all: the wait for it timed out (the socket is still
+/// open, for `answers_tls`), or the server closed the connection.
+#[derive(Debug)]
+pub struct Silence {
+    /// Some when the wait timed out.
+    pub tcp: Option<TcpStream>,
 }
 
 /// What the server offered in its EHLO reply.
@@ -200,7 +217,25 @@ impl Client {
         tcp.set_write_timeout(Some(timeout))?;
         let stream = match wrap {
             Some(w) => Stream::Tls(Box::new(handshake(tcp, w)?)),
-            None => Stream::Plain(tcp),
+            None => {
+                // Nothing at all before the timeout is told apart from a
+                // slow or broken greeting: an implicit-TLS port is silent
+                // like this, waiting for the client's hello.
+                match tcp.peek(&mut [0u8; 1]) {
+                    Ok(0) => return Err(Error::Silent(Silence { tcp: None })),
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        return Err(Error::Silent(Silence { tcp: Some(tcp) }))
+                    }
+                    Err(e) => return Err(Error::Io(e)),
+                }
+                Stream::Plain(tcp)
+            }
         };
         let mut client = Client {
             stream: BufReader::new(stream),
@@ -240,6 +275,16 @@ impl Client {
         tcp.set_read_timeout(Some(timeout))?;
         tcp.set_write_timeout(Some(timeout))?;
         Ok(())
+    }
+
+    /// The server's port (0 when the socket cannot say).
+    pub fn peer_port(&self) -> u16 {
+        self.stream
+            .get_ref()
+            .tcp()
+            .peer_addr()
+            .map(|a| a.port())
+            .unwrap_or(0)
     }
 
     pub fn is_encrypted(&self) -> bool {
@@ -448,7 +493,8 @@ impl Client {
         // command it answers.
         if matches!(
             result,
-            Err(Error::Io(_) | Error::Tls(_) | Error::Protocol(_)) | Ok(Reply { code: 421, .. })
+            Err(Error::Io(_) | Error::Tls(_) | Error::Silent(_) | Error::Protocol(_))
+                | Ok(Reply { code: 421, .. })
         ) {
             self.broken = true;
         }
@@ -465,24 +511,78 @@ pub enum BodyError {
     Smtp(Error),
 }
 
+/// The handshake, keeping the relay's first bytes: they tell a plain
+/// SMTP greeting on a TLS port, or the version an old relay chose.
 fn handshake(
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     wrap: Wrap<'_>,
 ) -> Result<StreamOwned<ClientConnection, TcpStream>, Error> {
-    let conn = ClientConnection::new(Arc::clone(wrap.config), wrap.server_name.clone())
-        .map_err(|e| Error::Tls(e.to_string()))?;
-    let mut tls = StreamOwned::new(conn, tcp);
-    while tls.conn.is_handshaking() {
-        tls.conn
-            .complete_io(&mut tls.sock)
-            .map_err(|e| match Error::from(e) {
-                Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    Error::Tls("the relay closed the connection during the handshake".into())
-                }
-                other => other,
-            })?;
+    let mut conn = ClientConnection::new(Arc::clone(wrap.config), wrap.server_name.clone())
+        .map_err(|e| {
+            Error::Tls(tls_failure::Failure {
+                cause: Cause::Tls(e),
+                peer_bytes: Vec::new(),
+            })
+        })?;
+    let mut seen = Recorder {
+        inner: &mut tcp,
+        first: Vec::new(),
+    };
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut seen) {
+            return Err(Error::Tls(tls_failure::Failure::from_io(e, seen.first)));
+        }
     }
-    Ok(tls)
+    Ok(StreamOwned::new(conn, tcp))
+}
+
+/// Whether a server that sent no greeting answers a TLS hello on the same
+/// connection within `wait`: then the port is an implicit-TLS one. Only
+/// the first record's header is read; nothing is sent after the hello.
+pub fn answers_tls(
+    tcp: &mut TcpStream,
+    config: &Arc<ClientConfig>,
+    server_name: &ServerName<'static>,
+    wait: Duration,
+) -> bool {
+    let Ok(mut conn) = ClientConnection::new(Arc::clone(config), server_name.clone()) else {
+        return false;
+    };
+    while conn.wants_write() {
+        if conn.write_tls(tcp).is_err() {
+            return false;
+        }
+    }
+    let mut head = [0u8; 3];
+    tcp.set_read_timeout(Some(wait)).is_ok()
+        && tcp.read_exact(&mut head).is_ok()
+        && matches!(head, [0x15 | 0x16, 0x03, _])
+}
+
+/// Passes reads and writes through, keeping a copy of the first bytes read.
+struct Recorder<'a> {
+    inner: &'a mut TcpStream,
+    first: Vec<u8>,
+}
+
+impl Read for Recorder<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let room = tls_failure::PEER_BYTES.saturating_sub(self.first.len());
+        self.first
+            .extend_from_slice(buf.get(..n.min(room)).unwrap_or_default());
+        Ok(n)
+    }
+}
+
+impl Write for Recorder<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// One reply from `input` (a relay's bytes are untrusted: bounded lines,

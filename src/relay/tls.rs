@@ -1,17 +1,28 @@
 //! The client TLS configuration for one smarthost: trust (system roots,
 //! a CA file, or a pinned fingerprint), minimum version, client
 //! certificate and the name to verify. Built once per run.
+//!
+//! Verification is webpki's, with one exception (issue 16): a server
+//! certificate that is byte for byte one of the certificates in
+//! `ca_file` is trusted as given, whatever its CA flag, because the admin
+//! named that very certificate; its validity dates and its name (or
+//! `tls_server_name`) are still checked, and the handshake signature
+//! still proves the relay holds its key. Nothing else is relaxed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, DistinguishedName,
+    RootCertStore, SignatureScheme,
 };
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::{MinTls, Mode, Smarthost};
 
@@ -55,11 +66,21 @@ fn build(host: &Smarthost, name: &str, mode: Mode, inspect: bool) -> Result<Sett
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(PinnedLater { provider }))
     } else {
-        let roots = match &host.ca_file {
-            Some(ca) => roots_from_file(ca)?,
-            None => system_roots()?,
+        let (roots, exact) = match &host.ca_file {
+            Some(ca) => {
+                let certs = certificates(ca, "ca_file")?;
+                (roots_from(ca, &certs)?, certs)
+            }
+            None => (system_roots()?, Vec::new()),
         };
-        builder.with_root_certificates(roots)
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| format!("TLS setup: {e}"))?;
+        // Custom only in that it adds the exact-certificate case (see the
+        // module doc) and names the refused certificate in its errors.
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Verifier { webpki, exact }))
     };
     let config = match (&host.client_cert, &host.client_key) {
         (Some(cert), Some(key)) if !inspect => {
@@ -122,14 +143,130 @@ fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>,
     Ok(certs)
 }
 
-fn roots_from_file(path: &Path) -> Result<RootCertStore, String> {
+fn roots_from(path: &Path, certs: &[CertificateDer<'static>]) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
-    for cert in certificates(path, "ca_file")? {
+    for cert in certs {
         roots
-            .add(cert)
+            .add(cert.clone())
             .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
     }
     Ok(roots)
+}
+
+/// Whether `der` is byte for byte one of the certificates in `ca_file`
+/// (for doctor, to say which way the certificate was trusted).
+pub fn named_in_ca_file(host: &Smarthost, der: &[u8]) -> bool {
+    host.ca_file.as_deref().is_some_and(|ca| {
+        certificates(ca, "ca_file").is_ok_and(|certs| certs.iter().any(|c| c.as_ref() == der))
+    })
+}
+
+/// Where an admin without a `ca_file` would keep the relay's certificate.
+pub fn suggested_ca_file(mode: Mode) -> PathBuf {
+    match mode {
+        Mode::System => PathBuf::from("/etc/relaymail/relay-ca.pem"),
+        Mode::User => directories::ProjectDirs::from("", "", "relaymail")
+            .map(|d| d.config_dir().join("relay-ca.pem"))
+            .unwrap_or_else(|| PathBuf::from("relay-ca.pem")),
+    }
+}
+
+/// webpki's verdict, the exact-certificate case, and errors that carry
+/// the refused certificate's facts (`tls_failure::Rejected`).
+#[derive(Debug)]
+struct Verifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    /// The certificates of `ca_file` (none with system roots).
+    exact: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verdict = match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(verified) => return Ok(verified),
+            Err(e) => e,
+        };
+        let verdict = if self.exact.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
+            match exactly_this(end_entity, server_name, now) {
+                Ok(()) => return Ok(ServerCertVerified::assertion()),
+                Err(e) => e,
+            }
+        } else {
+            verdict
+        };
+        Err(crate::tls_failure::rejected(verdict, end_entity))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[DistinguishedName]> {
+        self.webpki.root_hint_subjects()
+    }
+}
+
+/// The checks kept for a certificate the admin named exactly: it is
+/// valid now, and it holds the name relaymail connects to.
+fn exactly_this(
+    cert: &CertificateDer<'_>,
+    server_name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    let invalid = rustls::Error::InvalidCertificate;
+    let (_, parsed) =
+        X509Certificate::from_der(cert).map_err(|_| invalid(CertificateError::BadEncoding))?;
+    let at = now.as_secs();
+    let validity = parsed.validity();
+    let unix =
+        |t: i64| UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(t).unwrap_or(0)));
+    let not_before = validity.not_before.timestamp();
+    let not_after = validity.not_after.timestamp();
+    if i64::try_from(at).unwrap_or(i64::MAX) < not_before {
+        return Err(invalid(CertificateError::NotValidYetContext {
+            time: now,
+            not_before: unix(not_before),
+        }));
+    }
+    if i64::try_from(at).unwrap_or(i64::MAX) > not_after {
+        return Err(invalid(CertificateError::ExpiredContext {
+            time: now,
+            not_after: unix(not_after),
+        }));
+    }
+    let end_entity = rustls::server::ParsedCertificate::try_from(cert)?;
+    rustls::client::verify_server_name(&end_entity, server_name)
 }
 
 /// The system trust store, read once per process.

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
+use crate::tls_failure::{Cause, Failure, PEER_BYTES};
+
 pub enum Stream {
     Plain(Timed),
     Tls(Box<StreamOwned<ServerConnection, Timed>>),
@@ -260,48 +262,59 @@ impl Write for Timed {
     }
 }
 
-/// Why a TLS handshake did not complete.
+/// Why a TLS handshake did not complete: the failure with the client's
+/// first bytes (what it offered), and which deadline passed, if one did.
 #[derive(Debug)]
-pub enum HandshakeError {
-    /// A deadline passed (a client stalled after, or during, its hello).
-    TimedOut(Expired),
-    /// Anything else, with what the client offered.
-    Failed(String),
+pub struct HandshakeError {
+    pub expired: Option<Expired>,
+    pub failure: Failure,
 }
 
 /// Completes a TLS handshake on `tcp` within its deadlines (the caller
-/// starts a step for it). On failure, the error names what the client
-/// offered, read from its first bytes, and the socket comes back with it,
-/// so the caller can log before the client sees the connection close.
+/// starts a step for it). On failure, the error keeps the client's first
+/// bytes (`tls_failure` names what it offered from them), and the socket
+/// comes back with it, so the caller can log before the client sees the
+/// connection close.
 pub fn accept_tls(
     mut tcp: Timed,
     config: &Arc<ServerConfig>,
 ) -> Result<Stream, (HandshakeError, Box<Timed>)> {
-    let stalled = |tcp: &Timed| HandshakeError::TimedOut(tcp.expired().unwrap_or(Expired::Command));
-    let mut hello = [0u8; 512];
+    let failed = |tcp: &Timed, cause: Cause, peer_bytes: Vec<u8>| HandshakeError {
+        expired: tcp.expired(),
+        failure: Failure { cause, peer_bytes },
+    };
+    let mut hello = [0u8; PEER_BYTES];
     let peeked = match tcp.peek(&mut hello) {
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-            return Err((stalled(&tcp), Box::new(tcp)))
+            let why = HandshakeError {
+                expired: Some(tcp.expired().unwrap_or(Expired::Command)),
+                failure: Failure {
+                    cause: Cause::TimedOut,
+                    peer_bytes: Vec::new(),
+                },
+            };
+            return Err((why, Box::new(tcp)));
         }
         Err(_) => 0,
     };
-    let offered = super::tls::offered_version(hello.get(..peeked).unwrap_or(&[]));
+    let first = hello.get(..peeked).unwrap_or(&[]).to_vec();
     let conn = match ServerConnection::new(config.clone()) {
         Ok(conn) => conn,
-        Err(e) => return Err((HandshakeError::Failed(e.to_string()), Box::new(tcp))),
+        Err(e) => return Err((failed(&tcp, Cause::Tls(e), first), Box::new(tcp))),
     };
     let mut stream = StreamOwned::new(conn, tcp);
     while stream.conn.is_handshaking() {
         if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
-            let why = if e.kind() == io::ErrorKind::TimedOut && stream.sock.expired().is_some() {
-                stalled(&stream.sock)
-            } else {
-                let offered = offered.unwrap_or("nothing");
-                HandshakeError::Failed(format!(
-                    "TLS handshake failed ({e}); the client offered {offered}; this listener speaks TLS 1.2 and 1.3 only, so an older device must use a plain listener"
-                ))
+            let timed_out = e.kind() == io::ErrorKind::TimedOut && stream.sock.expired().is_some();
+            let mut why = HandshakeError {
+                expired: None,
+                failure: Failure::from_io(e, first),
             };
+            if timed_out {
+                why.expired = stream.sock.expired();
+                why.failure.cause = Cause::TimedOut;
+            }
             return Err((why, Box::new(stream.sock)));
         }
     }
@@ -327,6 +340,10 @@ pub struct Conn<S = Stream> {
     /// The last line read, without its line ending.
     pub line: Vec<u8>,
     out: Vec<u8>,
+    /// The first two bytes the client ever sent (a TLS record starts
+    /// 0x16 0x03), and how many of them have been seen.
+    first: [u8; 2],
+    seen: usize,
 }
 
 impl<S: Read + Write> Conn<S> {
@@ -338,7 +355,15 @@ impl<S: Read + Write> Conn<S> {
             end: 0,
             line: Vec::with_capacity(1024),
             out: Vec::with_capacity(1024),
+            first: [0; 2],
+            seen: 0,
         }
+    }
+
+    /// Whether the client's first bytes were a TLS handshake record: a
+    /// client set up for implicit TLS on a listener that greets first.
+    pub fn began_with_tls(&self) -> bool {
+        self.seen >= 2 && self.first == [0x16, 0x03]
     }
 
     /// Queues a reply; replies go out when the client has nothing pending
@@ -411,6 +436,14 @@ impl<S: Read + Write> Conn<S> {
             };
             if n == 0 {
                 return Ok(Line::Closed);
+            }
+            for &b in self.buf.get(..n).unwrap_or_default() {
+                if let Some(slot) = self.first.get_mut(self.seen) {
+                    *slot = b;
+                    self.seen += 1;
+                } else {
+                    break;
+                }
             }
             self.end = n;
         }

@@ -34,6 +34,11 @@ pub struct Shared {
     pub store: Box<dyn store::Store>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub events: events::Events,
+    /// Every bound listener and its mode, so that a failed handshake's
+    /// log line can name the listener a client belongs on.
+    pub listeners: Vec<(String, SinkTls)>,
+    /// The certificate file TLS listeners present, for those log lines.
+    pub certificate: String,
 }
 
 /// Binds every listener, then serves forever (until killed). A bind or
@@ -110,12 +115,31 @@ pub fn run(hostname: &str, settings: config::Sink, log: Logger) -> Result<Sysexi
                 .field("store", &spec),
         );
     }
+    let listeners = bound
+        .iter()
+        .map(|(socket, listener)| {
+            let addr = socket
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| listener.addr.to_string());
+            (addr, listener.tls)
+        })
+        .collect();
+    let certificate = settings
+        .cert_file
+        .clone()
+        .filter(|_| settings.key_file.is_some())
+        .unwrap_or_else(|| settings.state_dir.join("sink-cert.pem"))
+        .display()
+        .to_string();
     let shared = Arc::new(Shared {
         hostname: hostname.to_string(),
         settings,
         store,
         tls,
         events,
+        listeners,
+        certificate,
     });
     let slots = Arc::new(Slots::new(
         shared.settings.max_connections,

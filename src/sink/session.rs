@@ -17,6 +17,7 @@ use super::Shared;
 use crate::config::{SinkAuth, SinkTls};
 use crate::id::QueueId;
 use crate::message::base64;
+use crate::tls_failure;
 
 /// Command lines (RFC 5321 allows 512; extensions make them longer).
 const MAX_COMMAND: usize = 4096;
@@ -52,7 +53,12 @@ struct Transaction {
 struct Session<'a> {
     shared: &'a Shared,
     peer: SocketAddr,
+    /// The listener's own address, for TLS failure log lines.
+    local: String,
     listener_tls: SinkTls,
+    /// No line has been read yet (a TLS hello there is a client set up
+    /// for implicit TLS).
+    first_line: bool,
     helo: Option<String>,
     esmtp: bool,
     tls: Option<(String, String)>,
@@ -67,6 +73,7 @@ struct Session<'a> {
 /// step's (a command line, a DATA line, a TLS handshake; see `Timed`).
 pub fn serve(shared: &Shared, tcp: TcpStream, listener_tls: SinkTls) {
     let Ok(peer) = tcp.peer_addr() else { return };
+    let local = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let _ = tcp.set_nodelay(true);
     // The first step (the implicit TLS handshake, or the greeting and
     // the first command) starts here.
@@ -78,7 +85,9 @@ pub fn serve(shared: &Shared, tcp: TcpStream, listener_tls: SinkTls) {
     let mut session = Session {
         shared,
         peer,
+        local,
         listener_tls,
+        first_line: true,
         helo: None,
         esmtp: false,
         tls: None,
@@ -216,7 +225,17 @@ impl Session<'_> {
     /// deadline.
     fn next_line(&mut self, conn: &mut Conn, max: usize) -> Result<Line, End> {
         conn.stream.timed().next_step();
-        match conn.read_line(max) {
+        let read = conn.read_line(max);
+        if std::mem::replace(&mut self.first_line, false) && conn.began_with_tls() {
+            // A TLS hello where a command belongs: the client expects
+            // implicit TLS. Say so in the log; no reply can help it.
+            let explained = tls_failure::tls_on_plain_listener(&self.listener_words());
+            self.shared
+                .events
+                .tls_failed(self.peer, &explained.sentence());
+            return Err(End::Closed);
+        }
+        match read {
             Ok(Line::Closed) => Err(End::Closed),
             Ok(line) => Ok(line),
             Err(e)
@@ -256,11 +275,30 @@ impl Session<'_> {
     /// handshake, and a 421 in plain text would only be read as a broken
     /// TLS record.
     fn handshake_failed(&self, e: HandshakeError) {
-        let reason = match e {
-            HandshakeError::TimedOut(expired) => self.timeout_reason(expired),
-            HandshakeError::Failed(reason) => reason,
+        let listener = self.listener_words();
+        let reason = match e.expired {
+            // A client that stalled inside its handshake: the deadline
+            // is the whole story.
+            Some(expired) if !e.failure.peer_bytes.is_empty() => self.timeout_reason(expired),
+            Some(expired) => format!(
+                "{}; {}",
+                self.timeout_reason(expired),
+                tls_failure::client_failure(&e.failure, &listener).sentence()
+            ),
+            None => tls_failure::client_failure(&e.failure, &listener).sentence(),
         };
         self.shared.events.tls_failed(self.peer, &reason);
+    }
+
+    /// The words' view of this session's listener.
+    fn listener_words(&self) -> tls_failure::Listener<'_> {
+        tls_failure::Listener {
+            addr: self.local.clone(),
+            mode: self.listener_tls,
+            min_version: self.shared.settings.tls_min_version,
+            certificate: &self.shared.certificate,
+            all: &self.shared.listeners,
+        }
     }
 
     fn error(&mut self) -> Result<(), End> {

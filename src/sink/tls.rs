@@ -95,57 +95,6 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
     })
 }
 
-/// The highest TLS version a ClientHello offers, read from the first
-/// bytes a client sent (for the log line of a failed handshake).
-pub fn offered_version(hello: &[u8]) -> Option<&'static str> {
-    // Record header (5 bytes), handshake header (4), then client_version.
-    if hello.first() != Some(&0x16) {
-        return if hello.is_empty() {
-            None
-        } else {
-            Some("not TLS")
-        };
-    }
-    let legacy = u16::from_be_bytes([*hello.get(9)?, *hello.get(10)?]);
-    if legacy == 0x0303 && offers_tls13(hello) {
-        return Some("TLSv1.3");
-    }
-    Some(match legacy {
-        0x0300 => "SSLv3",
-        0x0301 => "TLSv1.0",
-        0x0302 => "TLSv1.1",
-        0x0303 => "TLSv1.2",
-        _ => "unknown",
-    })
-}
-
-/// Whether the supported_versions extension (43) lists TLS 1.3.
-fn offers_tls13(hello: &[u8]) -> bool {
-    let u16_at = |pos: usize| Some(u16::from_be_bytes([*hello.get(pos)?, *hello.get(pos + 1)?]));
-    let mut pos = 11 + 32; // client_version + random
-    let Some(&sid_len) = hello.get(pos) else {
-        return false;
-    };
-    pos += 1 + usize::from(sid_len);
-    let Some(suites) = u16_at(pos) else {
-        return false;
-    };
-    pos += 2 + usize::from(suites);
-    let Some(&comp_len) = hello.get(pos) else {
-        return false;
-    };
-    pos += 1 + usize::from(comp_len) + 2; // compression methods, extensions length
-    while let (Some(kind), Some(len)) = (u16_at(pos), u16_at(pos + 2)) {
-        let len = usize::from(len);
-        if kind == 43 {
-            let list = hello.get(pos + 5..pos + 4 + len).unwrap_or(&[]);
-            return list.chunks(2).any(|v| v == [0x03, 0x04]);
-        }
-        pos += 4 + len;
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,17 +130,5 @@ mod tests {
             before,
             "reused, not regenerated"
         );
-    }
-
-    #[test]
-    fn versions_from_client_hello() {
-        // TLS 1.0 ClientHello: record 16 03 01, handshake 01, version 03 01.
-        let mut hello = vec![
-            0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00, 0x00, 0x3c, 0x03, 0x01,
-        ];
-        hello.extend_from_slice(&[0u8; 40]);
-        assert_eq!(offered_version(&hello), Some("TLSv1.0"));
-        assert_eq!(offered_version(b"EHLO x\r\n"), Some("not TLS"));
-        assert_eq!(offered_version(b""), None);
     }
 }

@@ -12,6 +12,7 @@ use std::io::Write;
 use crate::config::{Config, Mode, Smarthost, TlsMode};
 use crate::relay::probe::{self, Probe, Trust};
 use crate::sysexits::{Failure, Sysexit};
+use crate::tls_failure::{self, CertInfo, Explanation};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -29,6 +30,10 @@ pub struct Check {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// Configuration lines that fix it, exactly as they are to be added
+    /// to `[smarthost]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<String>,
 }
 
 #[derive(Default)]
@@ -43,6 +48,7 @@ impl Report {
             status,
             detail: detail.into(),
             fix: None,
+            settings: Vec::new(),
         });
     }
 
@@ -62,6 +68,18 @@ impl Report {
             status,
             detail: detail.into(),
             fix: Some(fix.into()),
+            settings: Vec::new(),
+        });
+    }
+
+    /// A FAIL explained as delivery explains it, with the lines to add.
+    fn explained(&mut self, step: &'static str, detail: String, explained: &Explanation) {
+        self.checks.push(Check {
+            step,
+            status: Status::Fail,
+            detail,
+            fix: Some(explained.fix.clone()),
+            settings: explained.settings.clone(),
         });
     }
 
@@ -135,6 +153,9 @@ pub fn run(
             writeln!(out, "{word:<5} {:<12} {}", c.step, c.detail).map_err(output)?;
             if let Some(fix) = &c.fix {
                 writeln!(out, "{:<18} fix: {fix}", "").map_err(output)?;
+            }
+            for line in &c.settings {
+                writeln!(out, "{:<18} add to [smarthost]: {line}", "").map_err(output)?;
             }
         }
     }
@@ -304,19 +325,19 @@ fn relay(
                 connected = Some((p, *addr, index));
                 break;
             }
-            Err(("tls", e)) => {
-                tls_failure(config, host, name, addr, &e, report);
+            Err(failed) if failed.stage == "tls" => {
+                tls_failure(config, host, name, addr, &failed, report);
                 return false;
             }
-            Err(("banner", e)) => {
+            Err(failed) if failed.stage == "banner" => {
                 report.fail(
                     "banner",
-                    format!("{addr} refused the session: {e}"),
+                    format!("{addr} refused the session: {}", failed.detail),
                     "the relay does not accept this client; ask its admin (an IP allow list?)",
                 );
                 return false;
             }
-            Err((_, e)) => unreachable.push(format!("{addr}: {e}")),
+            Err(failed) => unreachable.push(format!("{addr}: {}", failed.detail)),
         }
     }
     let status = if connected.is_some() {
@@ -350,8 +371,8 @@ fn relay(
     report.add("ehlo", Status::Ok, probe.capabilities().join(", "));
     let wants_tls = matches!(host.tls, TlsMode::Starttls | TlsMode::Opportunistic);
     if wants_tls && probe.offers_starttls() {
-        if let Err(e) = probe.starttls(host, name, config.mode, hello, Trust::Configured) {
-            tls_failure(config, host, name, &addr, &e, report);
+        if let Err(failed) = probe.starttls(host, name, config.mode, hello, Trust::Configured) {
+            tls_failure(config, host, name, &addr, &failed, report);
             return false;
         }
     } else if host.tls == TlsMode::Starttls {
@@ -364,21 +385,28 @@ fn relay(
     }
     match probe.tls() {
         Some(tls) => {
+            let leaf = probe.leaf().unwrap_or_default();
             let trust = if host.fingerprint.is_some() {
                 "the pinned fingerprint matches".to_string()
             } else {
                 match &host.ca_file {
+                    Some(ca) if crate::relay::probe::named_in_ca_file(host, &leaf) => format!(
+                        "the relay's certificate is one of those in {} and is trusted as given (its dates and name checked)",
+                        ca.display()
+                    ),
                     Some(ca) => format!("verified against {}", ca.display()),
                     None => "verified against the system's trusted CAs".into(),
                 }
             };
             let pinned = pin_matches(host, &probe);
             if let Some(false) = pinned {
-                report.fail(
-                    "tls",
-                    format!("{tls}; the certificate does not match the pinned fingerprint"),
-                    "if the relay's certificate changed on purpose, pin the new sha256 shown below",
-                );
+                let pin = host
+                    .fingerprint
+                    .as_deref()
+                    .map(tls_failure::fingerprint_hex)
+                    .unwrap_or_default();
+                let explained = tls_failure::pin_mismatch(Some(&CertInfo::parse(&leaf)), &pin);
+                report.explained("tls", format!("{tls}; {}", explained.problem), &explained);
                 chain(&probe, report);
                 return false;
             }
@@ -507,26 +535,39 @@ fn chain(probe: &Probe, report: &mut Report) {
     }
 }
 
-/// The handshake failed with the configured trust: say why, then connect
-/// again accepting any certificate, only to show what the relay presents.
+/// The handshake failed with the configured trust: say why and what to
+/// set, exactly as a deferral would, then connect again accepting any
+/// certificate (in the TLS mode the port really speaks), only to show
+/// what the relay presents.
 fn tls_failure(
     config: &Config,
     host: &Smarthost,
     name: &str,
     addr: &std::net::SocketAddr,
-    error: &str,
+    failed: &probe::Failed,
     report: &mut Report,
 ) {
-    let fix = if error.contains("UnknownIssuer") || error.contains("issuer") {
-        "the relay's certificate is not signed by a CA this host trusts: set ca_file to its CA, or pin its sha256 (fingerprint = ...) on a closed network"
-    } else if error.contains("NotValidForName") || error.contains("name") {
-        "the certificate is for another name: connect by that name, or set tls_server_name"
-    } else if error.contains("protocol version") || error.contains("PeerIncompatible") {
-        "the relay and tls_min_version have no TLS version in common (relaymail speaks TLS 1.2 and 1.3)"
-    } else {
-        "see the error above"
-    };
-    report.fail("tls", format!("handshake with {addr} failed: {error}"), fix);
+    let mut inspected = host.clone();
+    match &failed.explained {
+        Some(explained) => {
+            report.explained(
+                "tls",
+                format!("handshake with {addr} failed: {}", explained.problem),
+                explained,
+            );
+            if let Some(mode) = explained.port_speaks {
+                inspected.tls = mode;
+            }
+        }
+        // A setup error (an unreadable ca_file or client key): its text
+        // names the file and what is wrong with it.
+        None => report.fail(
+            "tls",
+            format!("TLS setup for {addr} failed: {}", failed.detail),
+            "correct the file named above",
+        ),
+    }
+    let host = &inspected;
     let hello = &config.hostname;
     let Ok(mut probe) = Probe::connect(addr, host, name, config.mode, hello, Trust::Inspect) else {
         return;
