@@ -926,14 +926,11 @@ pub fn client_failure(failure: &Failure, listener: &Listener<'_>) -> Explanation
     match &failure.cause {
         Cause::Closed | Cause::TimedOut if bytes.is_empty() && listener.mode == SinkTls::Implicit => {
             Explanation::new(
-                format!(
-                    "the client {} without sending a TLS hello on this implicit-TLS listener: it was most likely waiting for an SMTP greeting (a STARTTLS or plain SMTP client)",
-                    if matches!(failure.cause, Cause::Closed) {
-                        "closed the connection"
-                    } else {
-                        "sent nothing"
-                    }
-                ),
+                if matches!(failure.cause, Cause::Closed) {
+                    "the client closed the connection without sending a TLS hello on this implicit-TLS listener: it was most likely waiting for an SMTP greeting (a STARTTLS or plain SMTP client)"
+                } else {
+                    "the client sent no TLS hello on this implicit-TLS listener: it is most likely waiting for an SMTP greeting (a STARTTLS or plain SMTP client)"
+                },
                 format!(
                     "point it at {}, or switch it to SSL/TLS (implicit TLS)",
                     listener.greeting_listener()
@@ -1505,6 +1502,13 @@ mod tests {
         assert!(
             silent.fix.contains("the STARTTLS listener 0.0.0.0:587"),
             "{silent:?}"
+        );
+        let waiting = client_failure(&failed(Cause::TimedOut, b""), &listener);
+        assert!(
+            waiting
+                .problem
+                .starts_with("the client sent no TLS hello on this implicit-TLS listener"),
+            "{waiting:?}"
         );
         let untrusted = client_failure(
             &failed(
