@@ -189,18 +189,19 @@ fn dispatch(face: Face, command: Command, caller: &privilege::Caller) -> Result<
                                 .ok_or_else(|| Failure::from(spool::Error::BadId(t.clone())))
                         })
                         .collect::<Result<Vec<_>, _>>()?;
-                    let options = faces::flush::Options { due_only: due, ids };
-                    let status = flush_and_report(face, &config, &options, &mut log)?;
-                    if !then_due {
-                        return Ok(status);
+                    if then_due {
+                        // The -odb child: these, then whatever is due (so
+                        // deferred mail moves on even before a timer is
+                        // set up), sharing sessions with other runners.
+                        let summary = faces::flush::background(&config, ids, &mut log)?;
+                        return Ok(report(face, &summary));
                     }
-                    // Background delivery also retries what is due, so
-                    // deferred mail moves on even before a timer is set up.
-                    let due = faces::flush::Options {
-                        due_only: true,
-                        ids: Vec::new(),
+                    let options = faces::flush::Options {
+                        due_only: due,
+                        ids,
+                        ..Default::default()
                     };
-                    flush_and_report(face, &config, &due, &mut log)
+                    flush_and_report(face, &config, &options, &mut log)
                 }
                 Action::Credentials { action } => {
                     let (_, config, _) = configured()?;
@@ -247,8 +248,8 @@ fn deliver_after_submit(
         return Ok(Sysexit::Ok);
     }
     let options = faces::flush::Options {
-        due_only: false,
         ids: vec![id.clone()],
+        ..Default::default()
     };
     let summary = faces::flush::flush(config, &options, log)?;
     let status = summary.sysexit();
@@ -292,6 +293,12 @@ fn flush_and_report(
     log: &mut log::Logger,
 ) -> Result<Sysexit, Failure> {
     let summary = faces::flush::flush(config, options, log)?;
+    Ok(report(face, &summary))
+}
+
+/// The one-line summary on stderr when anything was not sent; 75 when
+/// something stays queued for a retry.
+fn report(face: Face, summary: &faces::flush::Summary) -> Sysexit {
     if summary.deferred + summary.bounced + summary.busy > 0 {
         log::stderr(&format!(
             "{}: {} sent, {} deferred, {} refused, {} busy (see mailq and the mail log)",
@@ -302,11 +309,11 @@ fn flush_and_report(
             summary.busy
         ));
     }
-    Ok(if summary.deferred > 0 {
+    if summary.deferred > 0 {
         Sysexit::TempFail
     } else {
         Sysexit::Ok
-    })
+    }
 }
 
 /// Finds and loads the configuration, giving up the setgid group first

@@ -228,8 +228,13 @@ pub struct Smarthost {
     /// Each later command's reply, and each write.
     #[serde(serialize_with = "secs")]
     pub command_timeout: Duration,
-    /// Parallel sessions a flush may open for a backlog.
+    /// Parallel sessions a flush may open for a backlog, and background
+    /// runners at once.
     pub connections: usize,
+    /// How long a background delivery keeps its session open for mail
+    /// queued after it started (0: it only takes what is queued).
+    #[serde(serialize_with = "secs")]
+    pub session_linger: Duration,
     /// AUTH without TLS: only for closed lab networks, never the default.
     pub allow_cleartext_auth: bool,
 }
@@ -732,6 +737,20 @@ fn resolve_smarthost(where_: &str, raw: schema::RawSmarthost) -> Result<Smarthos
         client_key,
         connect_timeout: positive(where_, "[smarthost] connect_timeout", raw.connect_timeout, 30)?,
         command_timeout: positive(where_, "[smarthost] command_timeout", raw.command_timeout, 300)?,
+        session_linger: match raw.session_linger.map(|s| s.0) {
+            None => Duration::from_secs(2),
+            Some(d) if d <= Duration::from_secs(60) => d,
+            Some(d) => {
+                return Err(Error::Invalid {
+                    path: where_.to_string(),
+                    key: "[smarthost] session_linger",
+                    message: format!(
+                        "{}s is too long for a session kept open for more mail; use 0 to 60s (default 2s)",
+                        d.as_secs()
+                    ),
+                })
+            }
+        },
         connections: match raw.connections.unwrap_or(4) {
             n @ 1..=32 => n,
             n => {

@@ -46,6 +46,7 @@ pub struct RawSmarthost {
     pub connect_timeout: Option<Span>,
     pub command_timeout: Option<Span>,
     pub connections: Option<usize>,
+    pub session_linger: Option<Span>,
     pub allow_cleartext_auth: Option<bool>,
 }
 

@@ -6,16 +6,16 @@
 //! delivered, so sessions and concurrent flushes never send the same
 //! message twice.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::creds::Secret;
 use crate::log::{event, Event, Logger, Severity};
 use crate::relay::{ConnectionFailure, Outcome, RecipientResult, Relay, Session};
-use crate::spool::{self, Envelope, QueueId, Spool, Status};
+use crate::spool::{self, Envelope, QueueId, Slot, Spool, Status};
 use crate::sysexits::{Failure, Sysexit};
 
 /// Seconds to wait after the Nth failed attempt; the last value repeats.
@@ -27,6 +27,10 @@ pub struct Options {
     pub due_only: bool,
     /// Only these messages.
     pub ids: Vec<QueueId>,
+    /// A background runner: once the selected messages are done, it keeps
+    /// taking due messages queued meanwhile over its open sessions, and
+    /// waits this long for more before it ends.
+    pub linger: Option<Duration>,
 }
 
 /// What a run did, message by message.
@@ -58,11 +62,91 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// How long a runner keeps offering again a message it found locked.
+const BUSY_RETRY: Duration = Duration::from_secs(3);
+
 /// With a backlog, one more parallel session per this many messages, up
 /// to `[smarthost] connections`: a handful of messages share one session.
 const MESSAGES_PER_SESSION: usize = 10;
 
+/// The `-odb` child: deliver `ids`, then whatever is due, as one of at
+/// most `[smarthost] connections` background runners. When every runner
+/// slot is held, a runner is at work and takes the message (it looks at
+/// the queue again after it gives its slot up, so mail queued while it
+/// was finishing is not left for the timer); when no slot can be used at
+/// all, the child delivers by itself.
+pub fn background(
+    config: &Config,
+    ids: Vec<QueueId>,
+    log: &mut Logger,
+) -> Result<Summary, Failure> {
+    let Some(host) = &config.smarthost else {
+        return Ok(Summary::default());
+    };
+    let spool = Spool::open(&config.spool_dir, config.mode)?;
+    let mut total = Summary::default();
+    let mut tried: HashSet<QueueId> = HashSet::new();
+    let mut ids = ids;
+    loop {
+        let slot = match spool.runner_slot(host.connections) {
+            Slot::Busy => return Ok(total),
+            Slot::Unavailable => {
+                let mine = Options {
+                    ids,
+                    ..Options::default()
+                };
+                total.add(&flush(config, &mine, log)?);
+                let due = Options {
+                    due_only: true,
+                    ..Options::default()
+                };
+                total.add(&flush(config, &due, log)?);
+                return Ok(total);
+            }
+            Slot::Held(slot) => slot,
+        };
+        let options = Options {
+            due_only: true,
+            ids: std::mem::take(&mut ids),
+            linger: Some(host.session_linger),
+        };
+        let (summary, seen) = flush_tracked(config, &options, log)?;
+        total.add(&summary);
+        tried.extend(seen);
+        drop(slot);
+        // Queued after the runner's last look, while the slot still
+        // seemed taken: that submitter left its message to us.
+        let waiting = due_ids(&spool, |id| !tried.contains(id));
+        if waiting.is_empty() {
+            return Ok(total);
+        }
+    }
+}
+
+/// Due, not held, and accepted by `wanted`.
+fn due_ids(spool: &Spool, wanted: impl Fn(&QueueId) -> bool) -> Vec<QueueId> {
+    let Ok(entries) = spool.list() else {
+        return Vec::new();
+    };
+    entries
+        .into_iter()
+        .flatten()
+        .filter(|env| !env.held && env.next_attempt.is_none_or(|t| t <= now()))
+        .filter_map(|env| QueueId::parse(&env.id))
+        .filter(|id| wanted(id))
+        .collect()
+}
+
 pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Summary, Failure> {
+    flush_tracked(config, options, log).map(|(summary, _)| summary)
+}
+
+/// `flush`, also returning every message the run tried (or found busy).
+fn flush_tracked(
+    config: &Config,
+    options: &Options,
+    log: &mut Logger,
+) -> Result<(Summary, HashSet<QueueId>), Failure> {
     let spool = Spool::open(&config.spool_dir, config.mode)?;
     if let Ok(removed) = spool.clean_orphans(true) {
         removed
@@ -93,7 +177,7 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
     };
     ids.sort();
     if ids.is_empty() {
-        return Ok(Summary::default());
+        return Ok((Summary::default(), HashSet::new()));
     }
     let Some(host) = &config.smarthost else {
         return Err(Failure::new(
@@ -108,10 +192,15 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
         secret: crate::creds::load(config)?,
         relay: Relay::new(host, config.mode),
         spool,
+        tried: Mutex::new(ids.iter().cloned().collect()),
         queue: Mutex::new(ids.into()),
         log: Mutex::new(log),
         relay_down: Mutex::new(None),
         live: AtomicUsize::new(0),
+        unsynced: AtomicBool::new(false),
+        refilling: Mutex::new(()),
+        idle_over: AtomicBool::new(false),
+        busy: Mutex::new(Vec::new()),
     };
     let results: Vec<Result<Summary, Failure>> = std::thread::scope(|scope| {
         let helpers: Vec<_> = (1..workers).map(|_| scope.spawn(|| run.work())).collect();
@@ -126,15 +215,27 @@ pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Sum
         }));
         results
     });
+    let synced = run.sync_removals();
     let mut total = Summary::default();
     for result in results {
-        let part = result?;
-        total.sent += part.sent;
-        total.deferred += part.deferred;
-        total.bounced += part.bounced;
-        total.busy += part.busy;
+        total.add(&result?);
     }
-    Ok(total)
+    synced?;
+    let mut tried = std::mem::take(&mut *lock(&run.tried));
+    // Still locked by someone else at the end: not taken by this run.
+    for id in lock(&run.busy).iter() {
+        tried.remove(id);
+    }
+    Ok((total, tried))
+}
+
+impl Summary {
+    fn add(&mut self, part: &Summary) {
+        self.sent += part.sent;
+        self.deferred += part.deferred;
+        self.bounced += part.bounced;
+        self.busy += part.busy;
+    }
 }
 
 /// One flush: the messages still to try, shared by its sessions.
@@ -154,6 +255,18 @@ struct Run<'a> {
     /// while others are (a relay that limits connections per client),
     /// that worker hands its message back and stops instead.
     live: AtomicUsize,
+    /// Every message taken in this run, so that a runner's refill never
+    /// takes one twice.
+    tried: Mutex<HashSet<QueueId>>,
+    /// Removals whose directory fsync is still to come (one for all the
+    /// messages of a session, see `sync_removals`).
+    unsynced: AtomicBool,
+    /// One session looks for newly queued mail at a time.
+    refilling: Mutex<()>,
+    /// A runner's wait for more mail has run out: its sessions end.
+    idle_over: AtomicBool,
+    /// Messages a runner found locked, to try again shortly.
+    busy: Mutex<Vec<QueueId>>,
 }
 
 /// What a worker does after an attempt.
@@ -172,15 +285,98 @@ impl Run<'_> {
             // Its own statement: the queue's lock must be released before
             // the attempt, which may queue a bounce.
             let next = lock(&self.queue).pop_front();
-            let Some(id) = next else { break };
+            let id = match next {
+                Some(id) => id,
+                None if self.refill() => continue,
+                None => break,
+            };
             if let Next::Stop = self.attempt(&id, &mut session, &mut summary)? {
                 break;
             }
         }
+        self.sync_removals()?;
         if let Some(s) = self.close(&mut session) {
             s.quit();
         }
         Ok(summary)
+    }
+
+    /// A runner whose queue ran dry: takes the due messages queued since
+    /// (true), waiting up to the linger time for one to appear; false when
+    /// there is none (or this is no runner).
+    fn refill(&self) -> bool {
+        let Some(linger) = self.options.linger else {
+            return false;
+        };
+        let _turn = lock(&self.refilling);
+        if self.idle_over.load(Ordering::SeqCst) {
+            return false;
+        }
+        if !lock(&self.queue).is_empty() {
+            return true;
+        }
+        // What was delivered is durable before the wait.
+        if self.sync_removals().is_err() {
+            return false;
+        }
+        let deadline = Instant::now() + linger;
+        let mut busy_pause = Duration::from_millis(10);
+        let mut busy_waited = Duration::ZERO;
+        loop {
+            let token = self.spool.queue_changed_token();
+            let fresh = {
+                let tried = lock(&self.tried);
+                due_ids(&self.spool, |id| !tried.contains(id))
+            };
+            if !fresh.is_empty() {
+                lock(&self.tried).extend(fresh.iter().cloned());
+                lock(&self.queue).extend(fresh);
+                return true;
+            }
+            // Found locked: most often a submitter that has just committed
+            // and not yet let go; offered again after a short pause, for a
+            // bounded time (a longer holder is delivering it itself).
+            let busy: Vec<QueueId> = lock(&self.busy).clone();
+            if !busy.is_empty() && busy_waited < BUSY_RETRY {
+                std::thread::sleep(busy_pause);
+                busy_waited += busy_pause;
+                busy_pause = (busy_pause * 2).min(Duration::from_millis(250));
+                let mut tried = lock(&self.tried);
+                for id in &busy {
+                    tried.remove(id);
+                }
+                lock(&self.busy).clear();
+                continue;
+            }
+            // Poll the directory's change time until something is linked
+            // or the linger time is over.
+            loop {
+                if Instant::now() >= deadline {
+                    self.idle_over.store(true, Ordering::SeqCst);
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                if self.spool.queue_changed_token() != token {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// One directory fsync for the removals since the last one.
+    fn sync_removals(&self) -> Result<(), Failure> {
+        if self.unsynced.swap(false, Ordering::SeqCst) {
+            self.spool.sync_queue()?;
+        }
+        Ok(())
+    }
+
+    /// Removes a finished message; its directory fsync comes with the
+    /// session's next `sync_removals`.
+    fn finish(&self, locked: spool::Locked<'_>) -> Result<(), Failure> {
+        locked.remove_unsynced()?;
+        self.unsynced.store(true, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Takes the session out of use (it is counted as open until then).
@@ -202,6 +398,10 @@ impl Run<'_> {
             Ok(l) => l,
             Err(spool::Error::Busy(_)) => {
                 summary.busy += 1;
+                if self.options.linger.is_some() {
+                    // Its submitter may still hold it for a moment.
+                    lock(&self.busy).push(id.clone());
+                }
                 return Ok(Next::Continue);
             }
             Err(spool::Error::NotFound(_)) => return Ok(Next::Continue),
@@ -219,7 +419,7 @@ impl Run<'_> {
         }
         let pending = env.pending_indices();
         if pending.is_empty() {
-            locked.remove()?;
+            self.finish(locked)?;
             return Ok(Next::Continue);
         }
         let max_lifetime = self.config.queue.max_lifetime.as_secs();
@@ -351,12 +551,13 @@ impl Run<'_> {
             Err(_) => self.send_bounce(env, &mut std::io::empty(), &bounced, relay),
         };
         if done {
-            locked.remove()?;
+            self.finish(locked)?;
         }
         events
             .iter()
             .for_each(|(severity, e)| self.log(*severity, e));
         if let Some(id) = bounce {
+            lock(&self.tried).insert(id.clone());
             lock(&self.queue).push_back(id);
         }
         Ok(())

@@ -104,10 +104,11 @@ pub fn submit(
     envelope.smtputf8 = smtputf8;
     envelope.message_id = message_id.clone();
     envelope.dsn = dsn(inv);
-    let committed = draft.commit(&envelope)?;
+    // Let go of the lock at once: a background runner may take it now.
+    drop(draft.commit(&envelope)?);
 
     let mut queued = Event::new(event::QUEUED)
-        .id(committed.id())
+        .id(&id)
         .addr("from", &sender)
         .field("to", address_list(&recipients))
         .field("nrcpt", recipients.len())

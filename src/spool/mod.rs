@@ -133,6 +133,7 @@ pub struct Spool {
     tmp: PathBuf,
     queue: PathBuf,
     file_mode: u32,
+    mode: Mode,
 }
 
 impl Spool {
@@ -148,6 +149,7 @@ impl Spool {
             tmp: root.join("tmp"),
             queue: root.join("queue"),
             file_mode,
+            mode,
         };
         for dir in [&spool.root, &spool.tmp, &spool.queue] {
             if dir.is_dir() {
@@ -324,6 +326,65 @@ impl Spool {
         };
         let text = queue_file::envelope_text(&file, layout).map_err(corrupt)?;
         Ok(Some((text, path.clone())))
+    }
+
+    /// One of `slots` background-runner slots (`runner.N` in the spool
+    /// directory, flocked while a runner works). `Busy`: every usable slot
+    /// is held, so a runner will take newly queued mail. `Unavailable`:
+    /// no slot can be used (files missing where only root may create
+    /// them, or not root's in system mode), so the caller delivers by
+    /// itself as before.
+    pub fn runner_slot(&self, slots: usize) -> Slot {
+        let mut busy = false;
+        for n in 0..slots.max(1) {
+            let path = self.root.join(format!("runner.{n}"));
+            let Some(file) = self.slot_file(&path) else {
+                continue;
+            };
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Slot::Held(lock),
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => busy = true,
+                Err(_) => {}
+            }
+        }
+        if busy {
+            Slot::Busy
+        } else {
+            Slot::Unavailable
+        }
+    }
+
+    /// A slot file that only the spool's owner made: in system mode only
+    /// root creates them (a file a user made could be held by that user
+    /// for ever), and one that is not root's is ignored.
+    fn slot_file(&self, path: &Path) -> Option<File> {
+        let system = self.mode == Mode::System;
+        let may_create = !system || nix::unistd::geteuid().is_root();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(may_create)
+            .mode(if system { 0o660 } else { 0o600 })
+            .open(path)
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        if system && meta.uid() != 0 {
+            return None;
+        }
+        Some(file)
+    }
+
+    /// A token that changes whenever an entry is linked into or removed
+    /// from queue/ (the directory's modification time).
+    pub fn queue_changed_token(&self) -> Option<(i64, i64)> {
+        fs::metadata(&self.queue)
+            .ok()
+            .map(|m| (m.mtime(), m.mtime_nsec()))
+    }
+
+    /// Makes the removals done with `Locked::remove_unsynced` durable.
+    pub fn sync_queue(&self) -> Result<(), Error> {
+        sync_dir(&self.queue)
     }
 
     /// A reader of exactly the queued message (without the envelope).
@@ -636,6 +697,20 @@ impl Locked<'_> {
         sync_dir(&self.spool.queue)?;
         remove_if_present(&self.spool.envelope_path(&self.id)).map(drop)
     }
+
+    /// `remove` with the directory fsync left to the caller
+    /// (`Spool::sync_queue`), so that one session's removals share one.
+    pub fn remove_unsynced(self) -> Result<(), Error> {
+        remove_if_present(&self.spool.message_path(&self.id))?;
+        remove_if_present(&self.spool.envelope_path(&self.id)).map(drop)
+    }
+}
+
+/// A background runner's slot (see `Spool::runner_slot`).
+pub enum Slot {
+    Held(Flock<File>),
+    Busy,
+    Unavailable,
 }
 
 /// Non-blocking exclusive flock: Ok(None) when another process holds it.

@@ -1,0 +1,111 @@
+//! Background delivery (`sendmail` with the default -odb) shares sessions:
+//! a child that finds every runner slot taken leaves its message to the
+//! runner at work, which takes newly queued mail over its open session.
+//! Nothing waits for the timer, not even mail queued while a runner is
+//! finishing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::sink::Sink;
+use common::*;
+
+fn relay_env(sink: &Sink, linger: &str) -> Env {
+    Env::with(&format!(
+        "[smarthost]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nsession_linger = \"{linger}\"\n",
+        sink.port(0)
+    ))
+}
+
+/// Submits `n` messages with -odb, one process each, with `pause` between
+/// them; then waits (bounded) until the sink has stored all of them, and
+/// returns, per subject, the client addresses (sessions) it came over.
+fn submit_and_collect(
+    env: &Env,
+    sink: &Sink,
+    n: usize,
+    pause: impl Fn(usize) -> Duration,
+) -> BTreeMap<String, Vec<String>> {
+    for i in 0..n {
+        let out = env.sendmail(
+            &["x@example.net"],
+            &format!("Subject: burst {i}\n\nbody {i}\n"),
+        );
+        assert_exit(&out, 0, env, "submission");
+        std::thread::sleep(pause(i));
+    }
+    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.values().map(Vec::len).sum::<usize>() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match sink.events.recv_timeout(left) {
+            Ok(e) => got
+                .entry(e["subject"].as_str().unwrap().to_string())
+                .or_default()
+                .push(e["client"].as_str().unwrap().to_string()),
+            Err(_) => panic!(
+                "only {} of {n} delivered without a timer or flush; still queued:\n{}",
+                got.len(),
+                env.listing()
+            ),
+        }
+    }
+    got
+}
+
+#[test]
+fn a_burst_of_background_submissions_shares_a_handful_of_sessions() {
+    let sink = Sink::start(&["--listen", "127.0.0.1:0"]);
+    let env = relay_env(&sink, "2s");
+    let n = 100;
+    let got = submit_and_collect(&env, &sink, n, |_| Duration::ZERO);
+    assert_eq!(got.len(), n, "every message once");
+    assert!(
+        got.values().all(|c| c.len() == 1),
+        "no message twice: {got:?}"
+    );
+    let sessions: BTreeSet<&String> = got.values().flatten().collect();
+    eprintln!("{n} messages over {} sessions", sessions.len());
+    assert!(
+        sessions.len() <= 12,
+        "{n} background submissions used {} sessions",
+        sessions.len()
+    );
+    sink.no_event();
+}
+
+/// With no linger a runner ends the moment the queue looks empty, so
+/// submissions keep landing while runners finish: each one must still be
+/// delivered by a runner, never left for the timer.
+#[test]
+fn mail_queued_while_a_runner_finishes_is_not_left_for_the_timer() {
+    let sink = Sink::start(&["--listen", "127.0.0.1:0"]);
+    let env = relay_env(&sink, "0");
+    let n = 200;
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let pauses: Vec<Duration> = (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            Duration::from_micros(state % 8000)
+        })
+        .collect();
+    let got = submit_and_collect(&env, &sink, n, |i| pauses[i]);
+    assert_eq!(got.len(), n, "every message once");
+    assert!(got.values().all(|c| c.len() == 1), "no message twice");
+    // Nothing is left behind in the queue.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env.queued().is_empty() {
+        assert!(Instant::now() < deadline, "left queued:\n{}", env.listing());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
