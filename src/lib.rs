@@ -207,6 +207,11 @@ fn dispatch(face: Face, command: Command, caller: &privilege::Caller) -> Result<
                     let (_, config, _) = configured()?;
                     faces::credentials::run(&config, action, &mut out)
                 }
+                Action::Generate { what } => {
+                    // Writes where the caller says: never with the group.
+                    privilege::drop_group()?;
+                    faces::generate::run(what, &mut out)
+                }
                 Action::Sink(sink) => {
                     let (source, mut config, log) = configured()?;
                     // The sink writes and reads where its caller says

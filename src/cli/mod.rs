@@ -171,6 +171,27 @@ pub enum Action {
         #[command(subcommand)]
         action: CredentialsAction,
     },
+    /// Write the man pages or a shell completion script (for packagers and
+    /// `make install`).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: GenerateAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateAction {
+    /// Write every man page (relaymail.8, relaymail-*.8, relaymail.toml.5) into DIR.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print the completion script for SHELL on standard output.
+    Completion {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,6 +256,7 @@ pub struct SinkRun {
     /// Certificate and key (PEM); without them one is generated and kept.
     #[arg(long, value_name = "FILE", requires = "key")]
     pub cert: Option<std::path::PathBuf>,
+    /// The private key for --cert (PEM).
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<std::path::PathBuf>,
     /// Where the generated certificate and the message index live.
@@ -243,40 +265,55 @@ pub struct SinkRun {
     /// Host name in the banner and Received: lines.
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+    /// Largest message accepted, advertised as SIZE (e.g. 50MiB).
     #[arg(long, value_name = "SIZE")]
     pub max_message_size: Option<String>,
+    /// Recipients per message (452 4.5.3 beyond).
     #[arg(long, value_name = "N")]
     pub max_recipients: Option<usize>,
+    /// Connections at once (421 4.3.2 beyond).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
     /// Connections at once from one client address (default: a quarter of
     /// --max-connections, at least 1).
     #[arg(long, value_name = "N")]
     pub max_connections_per_client: Option<usize>,
+    /// Deadline for each command line, DATA line and TLS handshake (e.g. 5m).
     #[arg(long, value_name = "DURATION")]
     pub command_timeout: Option<String>,
+    /// Deadline for a whole connection (e.g. 30m).
     #[arg(long, value_name = "DURATION")]
     pub session_timeout: Option<String>,
+    /// Run as this user once the listeners are bound (when started as
+    /// root; the systemd unit passes relaymail-sink).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SinkAction {
     /// List received messages (time, client, HELO, TLS, from, to, subject).
     List {
+        /// One JSON line per message instead of the table.
         #[arg(long)]
         json: bool,
+        /// The sink's state directory (default: [sink] state_dir).
         #[arg(long, value_name = "DIR")]
         state_dir: Option<std::path::PathBuf>,
     },
     /// Print a received message as stored.
     Show {
+        /// The message ID, as sink list shows it.
+        #[arg(value_name = "ID")]
         id: String,
+        /// The sink's state directory (default: [sink] state_dir).
         #[arg(long, value_name = "DIR")]
         state_dir: Option<std::path::PathBuf>,
     },
     /// Wait until COUNT matching messages have been stored; exit 0 then,
     /// 75 on timeout. The server keeps running.
     Wait {
+        /// How many matching messages to wait for.
         #[arg(long, default_value_t = 1)]
         count: usize,
         /// Only messages with this envelope recipient (case-insensitive).
@@ -288,6 +325,7 @@ pub enum SinkAction {
         /// Give up after this long (e.g. 30s, 5m).
         #[arg(long, value_name = "DURATION", default_value = "60s")]
         timeout: String,
+        /// The sink's state directory (default: [sink] state_dir).
         #[arg(long, value_name = "DIR")]
         state_dir: Option<std::path::PathBuf>,
     },
@@ -303,23 +341,29 @@ pub enum QueueAction {
     },
     /// Show a message's headers and delivery state.
     Show {
+        /// The queue ID, as mailq shows it.
+        #[arg(value_name = "ID")]
         id: String,
+        /// One JSON document instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Remove messages from the queue for good.
     Delete {
-        #[arg(required = true)]
+        /// Queue IDs.
+        #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
     /// Keep messages in the queue without delivering them.
     Hold {
-        #[arg(required = true)]
+        /// Queue IDs.
+        #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
     /// Release held messages for delivery.
     Release {
-        #[arg(required = true)]
+        /// Queue IDs.
+        #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
     /// Remove leftovers of interrupted submissions now.

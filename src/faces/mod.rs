@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod demo;
 pub mod doctor;
 pub mod flush;
+pub mod generate;
 pub mod queue;
 pub mod sink;
 pub mod smtp_stdin;

@@ -81,6 +81,9 @@ fn apply(s: &mut config::Sink, f: &SinkRun) -> Result<(), Failure> {
         store::Spec::parse(store).map_err(usage)?;
         s.store = store.clone();
     }
+    if let Some(user) = &f.user {
+        s.user = Some(user.clone());
+    }
     if let Some(auth) = &f.auth {
         s.auth = match auth.as_str() {
             "none" => SinkAuth::None,
