@@ -366,9 +366,12 @@ verify_queued() {
         die "$p: queued files do not contain the message (marker $TOKEN not found)"
     fi
     if [[ $p == relaymail ]]; then
-        [[ -n $(find "${QUEUE[$p]}/queue" -name '*.msg' 2>/dev/null) &&
-            -n $(find "${QUEUE[$p]}/queue" -name '*.env' 2>/dev/null) ]] ||
-            die "relaymail: expected <ID>.msg and <ID>.env in ${QUEUE[$p]}/queue"
+        # One queue file per message, carrying its first envelope
+        # (docs/spool.md): the committed entry is queue/<ID>.msg.
+        local msg
+        msg=$(find "${QUEUE[$p]}/queue" -name '*.msg' 2>/dev/null | head -1)
+        [[ -n $msg ]] && head -c 23 "$msg" | grep -qx 'relaymail-queue-file 2 ' ||
+            die "relaymail: expected a queue file <ID>.msg in ${QUEUE[$p]}/queue"
     fi
     log "$p: verified, $count file(s) queued, largest $biggest bytes"
     empty_queue "$p"
