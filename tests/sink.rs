@@ -194,7 +194,10 @@ fn auth_plain_forms_and_refusals() {
     ]);
     let mut c = Raw::connect(sink.port(0));
     let ehlo = c.cmd("EHLO bmc");
-    assert!(ehlo.contains("250-AUTH PLAIN LOGIN XOAUTH2\r\n"), "{ehlo}");
+    assert!(
+        ehlo.contains("250-AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\n"),
+        "{ehlo}"
+    );
     assert!(
         c.cmd("MAIL FROM:<bmc@lab>").starts_with("530 5.7.0"),
         "users mode requires AUTH"

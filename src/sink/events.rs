@@ -28,6 +28,13 @@ pub struct Record {
     pub tls: Option<String>,
     pub cipher: Option<String>,
     pub auth_user: Option<String>,
+    /// The AUTH mechanism, and the SHA-256 (hex) of an XOAUTH2 or
+    /// OAUTHBEARER bearer token: a test compares it with the token it
+    /// issued, and the index holds nothing that could be replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_mechanism: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token_sha256: Option<String>,
     pub size: u64,
     pub subject: Option<String>,
     pub offset: u64,
@@ -46,6 +53,8 @@ pub struct Accepted {
     pub tls: Option<String>,
     pub cipher: Option<String>,
     pub auth_user: Option<String>,
+    pub auth_mechanism: Option<String>,
+    pub auth_token_sha256: Option<String>,
     pub size: u64,
     pub subject: Option<String>,
 }
@@ -87,6 +96,8 @@ impl Events {
             tls: a.tls.clone(),
             cipher: a.cipher.clone(),
             auth_user: a.auth_user.clone(),
+            auth_mechanism: a.auth_mechanism.clone(),
+            auth_token_sha256: a.auth_token_sha256.clone(),
             size: a.size,
             subject: a.subject.clone(),
             offset: a.stored.offset,

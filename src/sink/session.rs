@@ -63,6 +63,10 @@ struct Session<'a> {
     esmtp: bool,
     tls: Option<(String, String)>,
     auth_user: Option<String>,
+    /// The mechanism and, for XOAUTH2/OAUTHBEARER, the SHA-256 of the
+    /// bearer token presented (the sink keeps no usable token).
+    auth_mechanism: Option<String>,
+    auth_token_sha256: Option<String>,
     tx: Option<Transaction>,
     errors: u32,
     stage: Stage,
@@ -92,6 +96,8 @@ pub fn serve(shared: &Shared, tcp: TcpStream, listener_tls: SinkTls) {
         esmtp: false,
         tls: None,
         auth_user: None,
+        auth_mechanism: None,
+        auth_token_sha256: None,
         tx: None,
         errors: 0,
         stage: Stage::Handshake,
@@ -337,7 +343,7 @@ impl Session<'_> {
             lines.push("STARTTLS".to_string());
         }
         if self.shared.settings.auth != SinkAuth::None {
-            lines.push("AUTH PLAIN LOGIN XOAUTH2".to_string());
+            lines.push("AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER".to_string());
             lines.push("AUTH=PLAIN LOGIN".to_string());
         }
         lines.push("HELP".to_string());
@@ -510,6 +516,8 @@ impl Session<'_> {
                     tls: self.tls.as_ref().map(|t| t.0.clone()),
                     cipher: self.tls.as_ref().map(|t| t.1.clone()),
                     auth_user: self.auth_user.clone(),
+                    auth_mechanism: self.auth_mechanism.clone(),
+                    auth_token_sha256: self.auth_token_sha256.clone(),
                     size,
                     subject: subject_text(subject),
                 };
@@ -629,9 +637,34 @@ impl Session<'_> {
                 }
                 user.zip(token)
             }
+            // RFC 7628: "n,a=USER,^Aauth=Bearer TOKEN^A^A" (host and port
+            // pairs may come too); the user is optional there.
+            "OAUTHBEARER" => {
+                let Some(text) = self.response(conn, initial, "334 ")? else {
+                    return Ok(());
+                };
+                let decoded = base64::decode(&text).unwrap_or_default();
+                let mut parts = decoded.split(|b| *b == 1);
+                let header = parts.next().unwrap_or_default();
+                let user = header
+                    .split(|b| *b == b',')
+                    .find_map(|f| f.strip_prefix(b"a="))
+                    .map(|u| {
+                        String::from_utf8_lossy(u)
+                            .replace("=2C", ",")
+                            .replace("=3D", "=")
+                            .into_bytes()
+                    })
+                    .unwrap_or_default();
+                let token = parts.find_map(|p| p.strip_prefix(b"auth=Bearer ").map(<[u8]>::to_vec));
+                (header.starts_with(b"n,") || header.starts_with(b"y,"))
+                    .then_some(())
+                    .and(token)
+                    .map(|t| (user, t))
+            }
             _ => {
                 conn.reply(
-                    "504 5.5.4 Error: unsupported authentication mechanism; use PLAIN, LOGIN or XOAUTH2",
+                    "504 5.5.4 Error: unsupported authentication mechanism; use PLAIN, LOGIN, XOAUTH2 or OAUTHBEARER",
                 );
                 return self.error();
             }
@@ -651,10 +684,31 @@ impl Session<'_> {
                 .is_some_and(|expected| constant_time_eq(expected.as_bytes(), &pass)),
             SinkAuth::None => false,
         };
+        let bearer = matches!(mechanism.as_str(), "XOAUTH2" | "OAUTHBEARER");
         if valid {
             self.auth_user = Some(clean(&user));
+            self.auth_mechanism = Some(mechanism.clone());
+            self.auth_token_sha256 = bearer.then(|| {
+                ring::digest::digest(&ring::digest::SHA256, &pass)
+                    .as_ref()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            });
             conn.reply("235 2.7.0 Authentication successful");
         } else {
+            if bearer {
+                // As Gmail does (RFC 7628 section 3.2.2): the error
+                // document first; the client's answer ends the exchange.
+                conn.reply(&format!(
+                    "334 {}",
+                    base64::encode(br#"{"status":"401","schemes":"bearer"}"#)
+                ));
+                if self.read(conn, MAX_AUTH_LINE)?.is_none() {
+                    conn.reply("500 5.5.6 Error: AUTH line too long");
+                    return Ok(());
+                }
+            }
             self.shared.events.auth_failed(self.peer, &clean(&user));
             conn.reply("535 5.7.8 Error: authentication failed");
         }
@@ -709,6 +763,8 @@ impl Session<'_> {
         self.helo = None;
         self.esmtp = false;
         self.auth_user = None;
+        self.auth_mechanism = None;
+        self.auth_token_sha256 = None;
         self.tx = None;
     }
 }
