@@ -12,6 +12,7 @@ pub mod faces;
 pub mod id;
 pub mod log;
 pub mod message;
+pub mod oauth2;
 pub mod privilege;
 pub mod relay;
 pub mod rewrite;

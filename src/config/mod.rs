@@ -9,6 +9,7 @@
 //! (the seam where the setgid binary gives up its group; see `privilege`).
 
 pub mod error;
+pub mod oauth2;
 pub mod schema;
 pub mod values;
 
@@ -18,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::Error;
+pub use oauth2::OAuth2;
 use schema::RawConfig;
-pub use values::{AuthMethod, MinTls, SinkAuth, SinkTls, TlsMode};
+pub use values::{AuthMethod, MinTls, OAuth2Flow, Provider, SinkAuth, SinkTls, TlsMode};
 
 pub const SYSTEM_DIR: &str = "/etc/relaymail";
 pub const SYSTEM_SPOOL: &str = "/var/spool/relaymail";
@@ -237,6 +239,9 @@ pub struct Smarthost {
     pub session_linger: Duration,
     /// AUTH without TLS: only for closed lab networks, never the default.
     pub allow_cleartext_auth: bool,
+    /// `[smarthost.oauth2]`: relaymail fetches and refreshes the access
+    /// token itself (XOAUTH2 / OAUTHBEARER).
+    pub oauth2: Option<OAuth2>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -419,7 +424,7 @@ fn resolve(raw: RawConfig, mode: Mode, files: Vec<PathBuf>) -> Result<Config, Er
         .transpose()?;
     let smarthost = raw
         .smarthost
-        .map(|s| resolve_smarthost(&where_, s))
+        .map(|s| resolve_smarthost(&where_, s, mode, &spool_dir))
         .transpose()?;
     if mode == Mode::System && smarthost.as_ref().is_some_and(|h| h.keyring.is_some()) {
         return Err(Error::Invalid {
@@ -632,12 +637,18 @@ fn keyring_entry(
     }))
 }
 
-fn resolve_smarthost(where_: &str, raw: schema::RawSmarthost) -> Result<Smarthost, Error> {
+fn resolve_smarthost(
+    where_: &str,
+    mut raw: schema::RawSmarthost,
+    mode: Mode,
+    spool_dir: &Path,
+) -> Result<Smarthost, Error> {
     let keyring = keyring_entry(&raw, &|key, message| Error::Invalid {
         path: where_.to_string(),
         key,
         message,
     })?;
+    let oauth2 = resolve_oauth2(where_, &mut raw, keyring.is_some(), mode, spool_dir)?;
     let host = raw
         .host
         .filter(|h| !h.trim().is_empty())
@@ -732,6 +743,7 @@ fn resolve_smarthost(where_: &str, raw: schema::RawSmarthost) -> Result<Smarthos
             })
             .collect::<Result<_, _>>()?,
         allow_cleartext_auth: raw.allow_cleartext_auth.unwrap_or(false),
+        oauth2,
         tls_server_name: raw.tls_server_name.filter(|n| !n.is_empty()),
         client_cert,
         client_key,
@@ -762,6 +774,56 @@ fn resolve_smarthost(where_: &str, raw: schema::RawSmarthost) -> Result<Smarthos
             }
         },
     })
+}
+
+/// `[smarthost.oauth2]`, which replaces the password: a second secret
+/// source, or a mechanism that sends a password, is a mistake to name.
+fn resolve_oauth2(
+    where_: &str,
+    raw: &mut schema::RawSmarthost,
+    keyring: bool,
+    mode: Mode,
+    spool_dir: &Path,
+) -> Result<Option<OAuth2>, Error> {
+    let Some(section) = raw.oauth2.take() else {
+        return Ok(None);
+    };
+    let invalid = |key, message: String| Error::Invalid {
+        path: where_.to_string(),
+        key,
+        message,
+    };
+    if keyring || raw.password_file.is_some() || raw.password_command.is_some() {
+        return Err(invalid(
+            "[smarthost.oauth2]",
+            "relaymail fetches the token itself here: remove password_file, password_command and password from [smarthost]".into(),
+        ));
+    }
+    if let Some(auth @ (AuthMethod::Plain | AuthMethod::Login | AuthMethod::None)) = raw.auth {
+        return Err(invalid(
+            "[smarthost] auth",
+            format!(
+                "{} does not carry an OAuth2 token; use \"xoauth2\", \"oauthbearer\" or \"auto\" with [smarthost.oauth2]",
+                serde_json::to_string(&auth).unwrap_or_default()
+            ),
+        ));
+    }
+    let service = raw
+        .keyring_service
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| KEYRING_SERVICE.to_string());
+    oauth2::resolve(
+        section,
+        &oauth2::Context {
+            where_,
+            mode,
+            spool_dir,
+            username: raw.username.as_deref(),
+            keyring_service: &service,
+        },
+    )
+    .map(Some)
 }
 
 /// A timeout: the configured value, or `default` seconds; zero is refused

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::values::{AuthMethod, MinTls, SinkAuth, SinkTls, Size, Span, TlsMode};
+use super::values::{
+    AuthMethod, MinTls, OAuth2Flow, Provider, SinkAuth, SinkTls, Size, Span, TlsMode,
+};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +50,27 @@ pub struct RawSmarthost {
     pub connections: Option<usize>,
     pub session_linger: Option<Span>,
     pub allow_cleartext_auth: Option<bool>,
+    /// `[smarthost.oauth2]`: tokens fetched and refreshed by relaymail.
+    pub oauth2: Option<RawOAuth2>,
+}
+
+/// `[smarthost.oauth2]` (issue 14). The key names are a public interface.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth2 {
+    pub provider: Option<Provider>,
+    pub tenant: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    /// Only `"keyring"`: the client secret is in the OS keyring.
+    pub client_secret: Option<String>,
+    pub scope: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub device_authorization_endpoint: Option<String>,
+    pub flow: Option<OAuth2Flow>,
+    pub ca_file: Option<PathBuf>,
+    pub token_cache: Option<PathBuf>,
+    pub proxy: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

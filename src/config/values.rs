@@ -176,6 +176,40 @@ pub enum AuthMethod {
     None,
 }
 
+/// `[smarthost.oauth2] provider`: whose token endpoints and scopes are
+/// the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Microsoft 365 / Exchange Online (Entra ID).
+    Microsoft,
+    /// Gmail and Google Workspace.
+    Google,
+    /// Any other OAuth2 authorisation server: endpoints given.
+    Custom,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Microsoft => "microsoft",
+            Provider::Google => "google",
+            Provider::Custom => "custom",
+        }
+    }
+}
+
+/// `[smarthost.oauth2] flow`: how an access token is obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuth2Flow {
+    /// The application's own identity (client ID and secret), no user:
+    /// Microsoft 365's "SMTP AUTH for service principals".
+    ClientCredentials,
+    /// A refresh token from `relaymail oauth2 login` (device code flow).
+    RefreshToken,
+}
+
 /// `[sink] tls`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -423,6 +423,7 @@ mod tests {
         for section in [
             "",
             "[smarthost]\n",
+            "[smarthost.oauth2]\n",
             "[rewrite]\n",
             "[queue]\n",
             "[log]\n",
@@ -449,6 +450,7 @@ mod tests {
                         format!("\", \" {roff} \" = \""),
                         format!("\n.B {roff} = "),
                         format!("\n.SH \"[{roff}]\""),
+                        format!("\n.SH \"[smarthost.{roff}]\""),
                         format!("\n.B [sink.{roff}]\n"),
                         format!("\n.B [[sink.{roff}]]\n"),
                     ]
