@@ -170,7 +170,7 @@ fn the_prompt_does_not_echo_the_password() {
     // A pty drives `credentials set` as a person would; the secret goes
     // through the environment, never relaymail's arguments.
     let script = r#"
-import os, pty, sys, time
+import os, pty, select, sys, time
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(sys.argv[1], sys.argv[1:])
@@ -179,14 +179,17 @@ def until(marker):
     global seen
     deadline = time.time() + 20
     while marker not in seen:
-        if time.time() > deadline:
+        left = deadline - time.time()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            os.kill(pid, 9)
             sys.exit("timed out waiting for %r; saw %r" % (marker, seen))
         seen += os.read(fd, 1024)
 until(b"Password for")
 os.write(fd, os.environ["SECRET"].encode() + b"\n")
 until(b"Again:")
 os.write(fd, os.environ["SECRET"].encode() + b"\n")
-while True:
+deadline = time.time() + 20
+while time.time() < deadline and select.select([fd], [], [], deadline - time.time())[0]:
     try:
         chunk = os.read(fd, 1024)
     except OSError:

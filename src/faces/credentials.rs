@@ -206,13 +206,17 @@ fn read_hidden(tty: &std::fs::File, prompt: &str) -> Result<Secret, Failure> {
     let mut quiet = saved.clone();
     quiet.local_flags.remove(LocalFlags::ECHO);
     quiet.local_flags.insert(LocalFlags::ECHONL);
+    // Echo goes off before the prompt appears, and nothing typed is
+    // discarded: a fast typist (or a paste) right after the prompt must
+    // not lose the first characters.
+    tcsetattr(tty, SetArg::TCSADRAIN, &quiet).map_err(|e| io(e.into()))?;
     let mut writer = tty;
-    writer.write_all(prompt.as_bytes()).map_err(io)?;
-    tcsetattr(tty, SetArg::TCSAFLUSH, &quiet).map_err(|e| io(e.into()))?;
     let mut line = String::new();
-    let read = std::io::BufReader::new(tty).read_line(&mut line);
+    let read = writer
+        .write_all(prompt.as_bytes())
+        .and_then(|()| std::io::BufReader::new(tty).read_line(&mut line));
     // The terminal is given back even when reading failed.
-    let restored = tcsetattr(tty, SetArg::TCSAFLUSH, &saved);
+    let restored = tcsetattr(tty, SetArg::TCSADRAIN, &saved);
     read.map_err(io)?;
     restored.map_err(|e| io(e.into()))?;
     nonempty(line)
