@@ -213,6 +213,10 @@ fn dispatch(face: Face, command: Command, caller: &privilege::Caller) -> Result<
                     privilege::drop_group()?;
                     faces::generate::run(what, &mut out)
                 }
+                Action::OAuth2 { action } => {
+                    let (_, config, _) = configured()?;
+                    faces::oauth2::run(&config, action, &mut out)
+                }
                 Action::Sink(sink) => {
                     let (source, mut config, log) = configured()?;
                     // The sink writes and reads where its caller says

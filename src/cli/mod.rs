@@ -178,6 +178,12 @@ pub enum Action {
         #[command(subcommand)]
         what: GenerateAction,
     },
+    /// Sign in once for [smarthost.oauth2], show the tokens held, or forget them.
+    #[command(name = "oauth2")]
+    OAuth2 {
+        #[command(subcommand)]
+        action: OAuth2Action,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,6 +198,23 @@ pub enum GenerateAction {
         #[arg(value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OAuth2Action {
+    /// Sign in with the device code flow: open the URL shown, enter the code;
+    /// the refresh token is stored (keyring in user mode, the state file in
+    /// system mode, where this needs root).
+    Login {
+        /// Store a refresh token obtained elsewhere (first line of standard
+        /// input) instead; it is redeemed once to prove that it works.
+        #[arg(long)]
+        refresh_token_stdin: bool,
+    },
+    /// Which tokens are held and when the access token expires (never the tokens).
+    Status,
+    /// Remove the refresh token and the cached access token.
+    Logout,
 }
 
 #[derive(Debug, Subcommand)]

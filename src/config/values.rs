@@ -173,6 +173,8 @@ pub enum AuthMethod {
     Plain,
     Login,
     Xoauth2,
+    /// RFC 7628 (Gmail; Microsoft 365 takes XOAUTH2 only).
+    Oauthbearer,
     None,
 }
 

@@ -17,7 +17,9 @@ pub fn load(config: &Config) -> Result<Option<Secret>, Failure> {
     let Some(host) = &config.smarthost else {
         return Ok(None);
     };
-    if host.username.is_none() {
+    // With [smarthost.oauth2] the relay asks the OAuth2 client for an
+    // access token instead (issue 14).
+    if host.username.is_none() || host.oauth2.is_some() {
         return Ok(None);
     }
     // No core file or ptrace may show the secret read below.

@@ -466,7 +466,14 @@ impl Run<'_> {
             // Counted while it opens, so that a session refused at the
             // same moment knows another may still succeed.
             self.live.fetch_add(1, Ordering::SeqCst);
-            match self.relay.open(&self.config.hostname, self.secret.as_ref()) {
+            let opened = self.relay.open(&self.config.hostname, self.secret.as_ref());
+            for note in self.relay.oauth2_notes() {
+                self.log(
+                    Severity::Info,
+                    &Event::new(event::OAUTH2).field("detail", note),
+                );
+            }
+            match opened {
                 Ok(s) => *session = Some(s),
                 Err(failure) => {
                     let others = self.live.fetch_sub(1, Ordering::SeqCst) - 1;

@@ -71,6 +71,10 @@ It listens on [sink] listen (default 127.0.0.1:2525), each listener plain, START
 Started as root with --user (as relaymail-sink.service does), it binds its listeners, then runs as that user for good. Command-line flags win over the [sink] keys of the configuration; see relaymail.toml(5).",
         "credentials" => "\
 User mode: stores, checks or removes the smarthost password in the OS keyring, for password = \"keyring\" in the user's configuration. The kernel keyutils store is always used (it is found from cron and survives logouts, not reboots), and the desktop's Secret Service too when a session bus exists. The password is asked for twice without echo, or read from standard input with --stdin; it is never shown. In system mode the password lives in password_file instead (/etc/relaymail/credentials, root:relaymail 0640).",
+        "oauth2" => "\
+For [smarthost.oauth2] (Microsoft 365, Gmail): login is the one-time sign-in with the device code flow. It prints a URL and a code to enter there (on any device), waits while the provider says the sign-in is pending (more slowly after slow_down), and stores the refresh token it is given: in the OS keyring in user mode, in token_cache (root:relaymail 0640) in system mode, where login needs root. --refresh-token-stdin stores a refresh token obtained elsewhere instead, after redeeming it once. With flow = \"client_credentials\" there is nothing to sign in to and login only checks that a token is issued.
+
+From then on every delivery takes the cached access token, renews it ahead of expiry (one process at a time, under a lock), and saves a rotated refresh token. status shows where the refresh token is held, when the access token expires and its scope, never a token; its exit status is 69 when no refresh token is held. logout removes both.",
         _ => return None,
     })
 }

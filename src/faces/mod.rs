@@ -7,6 +7,7 @@ pub mod demo;
 pub mod doctor;
 pub mod flush;
 pub mod generate;
+pub mod oauth2;
 pub mod queue;
 pub mod sink;
 pub mod smtp_stdin;

@@ -25,6 +25,9 @@ pub mod event {
     pub const ORPHAN_REMOVED: &str = "orphan_removed";
     pub const CONFIG_ERROR: &str = "config_error";
     pub const REJECTED: &str = "rejected";
+    /// The OAuth2 client obtained a token (and maybe a rotated refresh
+    /// token) from the provider; never the token itself.
+    pub const OAUTH2: &str = "oauth2";
     pub const SINK_RECEIVED: &str = "received";
     pub const SINK_REFUSED: &str = "refused";
     pub const SINK_TLS_FAILED: &str = "tls_failed";

@@ -197,14 +197,19 @@ impl Cache {
         let mut name = self.path.as_os_str().to_owned();
         name.push(".lock");
         let path = PathBuf::from(name);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(self.file_mode())
-            .open(&path)
-            .map_err(|e| self.io("open the lock", &path, e))?;
+        // Read-only is enough for flock, and all a process gets of a lock
+        // file another user's delivery created (0640) in system mode.
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(self.file_mode())
+                .open(&path)
+                .map_err(|e| self.io("create the lock", &path, e))?,
+            Err(e) => return Err(self.io("open the lock", &path, e)),
+        };
         let deadline = Instant::now() + wait;
         let mut file = file;
         loop {

@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 
 use crate::config::{AuthMethod, Mode, Smarthost, TlsMode};
 use crate::creds::Secret;
+use crate::oauth2::{self, Token, Tokens};
 use crate::tls_failure::{self, CertInfo, Explanation};
 
 pub mod probe;
@@ -58,6 +59,8 @@ pub struct Relay {
     targets: Vec<Target>,
     /// Where a TLS failure's fix suggests keeping the relay's certificate.
     suggested_ca: PathBuf,
+    /// With `[smarthost.oauth2]`: where access tokens come from.
+    tokens: Option<Tokens>,
 }
 
 struct Target {
@@ -95,15 +98,42 @@ impl Relay {
             mode,
             targets,
             suggested_ca: tls::suggested_ca_file(mode),
+            tokens: Tokens::for_smarthost(host, mode),
         }
+    }
+
+    /// What the OAuth2 client did since the last call (token obtained,
+    /// refresh token rotated), for the log.
+    pub fn oauth2_notes(&self) -> Vec<String> {
+        self.tokens
+            .as_ref()
+            .map(Tokens::take_notes)
+            .unwrap_or_default()
     }
 
     /// A session with the first relay that works, in configured order.
     /// When all fail, the failure names each one's reason.
     pub fn open(&self, hello: &str, secret: Option<&Secret>) -> Result<Session, ConnectionFailure> {
+        // The token first: when the token endpoint fails, no relay is
+        // bothered, and the reason is the endpoint's (never a bounce).
+        let mut token = match &self.tokens {
+            Some(tokens) => match tokens.access_token() {
+                Ok(token) => Some(token),
+                Err(e) => {
+                    return Err(ConnectionFailure {
+                        outcome: Outcome::Deferred,
+                        relay: format!("{}:{}", self.host.host, self.host.port),
+                        tls: "none".into(),
+                        stage: "oauth2",
+                        reply: format!("no OAuth2 access token: {}", e.message),
+                    })
+                }
+            },
+            None => None,
+        };
         let mut failures: Vec<ConnectionFailure> = Vec::new();
         for target in &self.targets {
-            match self.open_target(target, hello, secret) {
+            match self.open_target(target, hello, secret, &mut token) {
                 Ok(session) => return Ok(session),
                 Err(failure) => failures.push(failure),
             }
@@ -135,6 +165,7 @@ impl Relay {
         target: &Target,
         hello: &str,
         secret: Option<&Secret>,
+        token: &mut Option<Token>,
     ) -> Result<Session, ConnectionFailure> {
         let host = &self.host;
         let unresolved = format!("{}:{}", target.name, target.port);
@@ -261,8 +292,14 @@ impl Relay {
                 ));
             }
         }
-        if let (Some(user), Some(secret), true) =
-            (&host.username, secret, host.auth != AuthMethod::None)
+        // A copy of the token (dropped, and so wiped, with this call): a
+        // refused one is replaced in `token` below.
+        let copy = token
+            .as_ref()
+            .map(|t| Secret::new(t.secret.expose().to_string()));
+        let password = copy.as_ref().or(secret).map(Secret::expose);
+        if let (Some(user), Some(password), true) =
+            (&host.username, password, host.auth != AuthMethod::None)
         {
             if !client.is_encrypted() && !host.allow_cleartext_auth {
                 client.abort();
@@ -283,9 +320,10 @@ impl Relay {
                     ));
                 }
             };
-            client
-                .auth(mechanism, user, secret.expose())
-                .map_err(|e| defer("auth", &tls, format!("authentication failed: {e}")))?;
+            if let Some(e) = client.auth(mechanism, user, password).err() {
+                self.after_refusal(&mut client, mechanism, user, token, e)
+                    .map_err(|(stage, reply)| defer(stage, &tls, reply))?;
+            }
         }
         Ok(Session { client, relay, tls })
     }
@@ -344,13 +382,76 @@ fn closed_before_greeting(words: &tls_failure::Relay<'_>) -> String {
     format!("the relay closed the connection before its greeting{hint}")
 }
 
+impl Relay {
+    /// AUTH was refused. With an OAuth2 token that may have expired (or
+    /// been revoked since it was cached): one new token and one more AUTH
+    /// in the same session. Err is the stage and reason to defer with.
+    fn after_refusal(
+        &self,
+        client: &mut Client,
+        mechanism: &str,
+        user: &str,
+        token: &mut Option<Token>,
+        refused: smtp::Error,
+    ) -> Result<(), (&'static str, String)> {
+        let failed = |e: &smtp::Error| {
+            let mut text = format!("authentication failed: {e}");
+            if let Some(known) = oauth2::replies::explain(&e.to_string()) {
+                text.push_str(&format!("; {}; fix: {}", known.meaning, known.fix));
+            }
+            ("auth", text)
+        };
+        let (Some(tokens), Some(rejected)) = (&self.tokens, token.as_ref()) else {
+            client.abort();
+            return Err(failed(&refused));
+        };
+        let expired = match &refused {
+            smtp::Error::Reply(reply) => oauth2::replies::may_be_expired(
+                reply.code,
+                &reply.text(),
+                client.auth_details.as_deref(),
+            ),
+            _ => false,
+        };
+        // A token the endpoint has just issued is not stale: a new one
+        // would be refused the same way.
+        if !expired || rejected.fresh || client.is_broken() {
+            client.abort();
+            return Err(failed(&refused));
+        }
+        let renewed = match tokens.after_rejection(rejected) {
+            Ok(renewed) => renewed,
+            Err(e) => {
+                client.abort();
+                return Err((
+                    "oauth2",
+                    format!(
+                        "the relay refused the access token ({refused}) and no new one could be had: {}",
+                        e.message
+                    ),
+                ));
+            }
+        };
+        let retried = client.auth(mechanism, user, renewed.secret.expose());
+        *token = Some(renewed);
+        retried.map_err(|e| {
+            client.abort();
+            let (stage, text) = failed(&e);
+            (stage, format!("{text} (with a new access token too)"))
+        })
+    }
+}
+
 /// The AUTH mechanism for `host` among those the relay offers (auto:
-/// PLAIN, then LOGIN), or why there is none.
+/// PLAIN, then LOGIN; with `[smarthost.oauth2]` XOAUTH2, then
+/// OAUTHBEARER), or why there is none.
 fn choose_auth(host: &Smarthost, caps: &smtp::Capabilities) -> Result<&'static str, String> {
     let wanted: &[&'static str] = match host.auth {
         AuthMethod::Plain => &["PLAIN"],
         AuthMethod::Login => &["LOGIN"],
         AuthMethod::Xoauth2 => &["XOAUTH2"],
+        AuthMethod::Oauthbearer => &["OAUTHBEARER"],
+        AuthMethod::Auto | AuthMethod::None if host.oauth2.is_some() => &["XOAUTH2", "OAUTHBEARER"],
         AuthMethod::Auto | AuthMethod::None => &["PLAIN", "LOGIN"],
     };
     wanted

@@ -193,6 +193,9 @@ pub struct Client {
     pub caps: Capabilities,
     /// The server's greeting (220 ...), kept for diagnostics.
     pub greeting: Reply,
+    /// The error document a server sent in a 334 during a failed
+    /// XOAUTH2/OAUTHBEARER exchange (decoded JSON, one line).
+    pub auth_details: Option<String>,
     broken: bool,
 }
 
@@ -244,6 +247,7 @@ impl Client {
                 code: 0,
                 lines: Vec::new(),
             },
+            auth_details: None,
             broken: false,
         };
         let greeting = client.read_reply()?;
@@ -342,8 +346,9 @@ impl Client {
         self.hello(hello)
     }
 
-    /// AUTH with `mechanism` (PLAIN, LOGIN or XOAUTH2).
+    /// AUTH with `mechanism` (PLAIN, LOGIN, XOAUTH2 or OAUTHBEARER).
     pub fn auth(&mut self, mechanism: &str, user: &str, secret: &str) -> Result<(), Error> {
+        self.auth_details = None;
         let reply = match mechanism {
             "PLAIN" => {
                 let token = base64::encode(format!("\0{user}\0{secret}").as_bytes());
@@ -359,13 +364,22 @@ impl Client {
                     format!("user={user}\x01auth=Bearer {secret}\x01\x01").as_bytes(),
                 );
                 let reply = self.command(&format!("AUTH XOAUTH2 {token}"))?;
-                if reply.code == 334 {
-                    // The error details (base64 JSON); an empty line ends
-                    // the exchange with the final failure reply.
-                    self.command("")?
-                } else {
-                    reply
-                }
+                // The error details (base64 JSON); an empty line ends
+                // the exchange with the final failure reply.
+                self.sasl_error(reply, "")?
+            }
+            "OAUTHBEARER" => {
+                // RFC 7628 section 3.1: a GS2 header naming the user, then
+                // key=value pairs separated by ^A (host and port are
+                // optional and left out: only the name is known here, and
+                // the providers do not ask for them).
+                let token = base64::encode(
+                    format!("n,a={},\x01auth=Bearer {secret}\x01\x01", gs2_name(user)).as_bytes(),
+                );
+                let reply = self.command(&format!("AUTH OAUTHBEARER {token}"))?;
+                // Section 3.2.3: the client answers the error document
+                // with a lone ^A; the server then sends its failure.
+                self.sasl_error(reply, &base64::encode(b"\x01"))?
             }
             other => return Err(Error::Protocol(format!("unknown AUTH mechanism {other}"))),
         };
@@ -374,6 +388,26 @@ impl Client {
         } else {
             Err(Error::Reply(reply))
         }
+    }
+
+    /// A 334 after an OAuth2 initial response carries the server's error
+    /// document (JSON, base64): kept in `auth_details`, then `answer`
+    /// ends the exchange and the final reply is returned.
+    fn sasl_error(&mut self, reply: Reply, answer: &str) -> Result<Reply, Error> {
+        if reply.code != 334 {
+            return Ok(reply);
+        }
+        let text = reply.lines.first().map(String::as_str).unwrap_or("");
+        self.auth_details = base64::decode(text.trim())
+            .map(|d| {
+                String::from_utf8_lossy(&d)
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .take(500)
+                    .collect()
+            })
+            .filter(|d: &String| !d.is_empty());
+        self.command(answer)
     }
 
     /// MAIL FROM, one RCPT TO each, and DATA: pipelined in one write when
@@ -583,6 +617,12 @@ impl Write for Recorder<'_> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// A SASL authorisation identity in a GS2 header (RFC 5801 section 4):
+/// "," and "=" escaped.
+fn gs2_name(user: &str) -> String {
+    user.replace('=', "=3D").replace(',', "=2C")
 }
 
 /// One reply from `input` (a relay's bytes are untrusted: bounded lines,

@@ -190,7 +190,89 @@ fn diagnose(config: &Config, test: Option<&TestEnvelope>, report: &mut Report) {
         );
         return;
     };
-    let secret = match crate::creds::load(config) {
+    let tokens = crate::oauth2::Tokens::new(config);
+    let secret = match &tokens {
+        Some(tokens) => oauth2(config, tokens, report),
+        None => password(config, host, report),
+    };
+    for (name, port) in probe::endpoints(host) {
+        let credential = Credential {
+            secret: secret.as_ref(),
+            tokens: tokens.as_ref(),
+        };
+        if relay(config, host, &name, port, credential, test, report) {
+            return;
+        }
+    }
+}
+
+/// `[smarthost.oauth2]`: the refresh token held, and an access token
+/// obtained as delivery would (cached or refreshed). Never shown.
+fn oauth2(
+    config: &Config,
+    tokens: &crate::oauth2::Tokens,
+    report: &mut Report,
+) -> Option<crate::creds::Secret> {
+    use crate::oauth2::Kind;
+    let settings = tokens.settings();
+    let login = if config.mode == Mode::System {
+        "run relaymail oauth2 login as root"
+    } else {
+        "run relaymail oauth2 login"
+    };
+    match crate::oauth2::status(settings, config.mode, tokens.username()) {
+        Ok(status) => match status.refresh {
+            Ok(text) => report.add("oauth2", Status::Ok, text),
+            Err(text) => report.fail("oauth2", text, login),
+        },
+        Err(e) => report.fail(
+            "oauth2",
+            e.message,
+            "fix the token cache named above (its mode and owner)",
+        ),
+    }
+    match tokens.access_token() {
+        Ok(token) => {
+            let left = token.expires_at - crate::oauth2::now();
+            let how = if token.fresh {
+                "obtained now from"
+            } else {
+                "cached, from"
+            };
+            report.add(
+                "oauth2",
+                Status::Ok,
+                format!(
+                    "an access token for {} ({how} {}) is valid for {} more minutes (not shown)",
+                    tokens.username(),
+                    crate::oauth2::http::host_of(&settings.token_endpoint),
+                    left.max(0) / 60
+                ),
+            );
+            Some(token.secret)
+        }
+        Err(e) => {
+            let fix = match e.kind {
+                Kind::LoginNeeded => login.to_string(),
+                Kind::Network => "check DNS, the firewall or [smarthost.oauth2] proxy for the token endpoint; mail stays queued until it answers".into(),
+                Kind::Config => "correct [smarthost.oauth2] as named above".into(),
+                Kind::Storage => "fix the file or keyring named above".into(),
+                Kind::Busy => "another relaymail process holds the token lock; try again".into(),
+                Kind::Provider => "change the application or tenant setting named above".into(),
+            };
+            report.fail("oauth2", e.message, fix);
+            None
+        }
+    }
+}
+
+/// A password (file, command or keyring): readable, never shown.
+fn password(
+    config: &Config,
+    host: &Smarthost,
+    report: &mut Report,
+) -> Option<crate::creds::Secret> {
+    match crate::creds::load(config) {
         Ok(secret) => {
             if let Some(user) = &host.username {
                 report.add(
@@ -208,11 +290,6 @@ fn diagnose(config: &Config, test: Option<&TestEnvelope>, report: &mut Report) {
                 "fix the password_file or password_command named above",
             );
             None
-        }
-    };
-    for (name, port) in probe::endpoints(host) {
-        if relay(config, host, &name, port, secret.as_ref(), test, report) {
-            return;
         }
     }
 }
@@ -282,6 +359,14 @@ fn identity(config: &Config, report: &mut Report) {
     }
 }
 
+/// What AUTH is tried with: the password or access token, and with
+/// `[smarthost.oauth2]` the client that can replace a refused token.
+#[derive(Clone, Copy)]
+struct Credential<'a> {
+    secret: Option<&'a crate::creds::Secret>,
+    tokens: Option<&'a crate::oauth2::Tokens>,
+}
+
 /// Diagnoses one relay. Returns true when it could carry mail (then the
 /// fallbacks are not tried, as delivery would not try them).
 fn relay(
@@ -289,10 +374,11 @@ fn relay(
     host: &Smarthost,
     name: &str,
     port: u16,
-    secret: Option<&crate::creds::Secret>,
+    credential: Credential<'_>,
     test: Option<&TestEnvelope>,
     report: &mut Report,
 ) -> bool {
+    let Credential { secret, tokens } = credential;
     let addrs = match probe::resolve(name, port) {
         Ok(a) => a,
         Err(e) => {
@@ -448,7 +534,34 @@ fn relay(
         let Some(secret) = secret else {
             return false;
         };
-        match probe.auth(host, secret.expose()) {
+        let mut result = probe.auth(host, secret.expose());
+        // As delivery does: a cached token the relay refuses as if it
+        // had expired is replaced once.
+        if let (Err(e), Some(tokens)) = (&result, tokens) {
+            let code = e.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            if crate::oauth2::replies::may_be_expired(code, e, None) {
+                let stale = crate::oauth2::Token {
+                    secret: crate::creds::Secret::new(secret.expose().to_string()),
+                    expires_at: 0,
+                    fresh: false,
+                };
+                match tokens.after_rejection(&stale) {
+                    Ok(renewed) => {
+                        report.with_fix(
+                            "auth",
+                            Status::Warn,
+                            format!("the relay refused the cached access token: {e}"),
+                            "none needed if the next line is OK: delivery gets a new token the same way",
+                        );
+                        result = probe.auth(host, renewed.secret.expose());
+                    }
+                    Err(refused) => {
+                        report.fail("oauth2", refused.message, "see the reason above");
+                    }
+                }
+            }
+        }
+        match result {
             Ok(mechanism) => report.add(
                 "auth",
                 Status::Ok,
@@ -458,11 +571,23 @@ fn relay(
                 ),
             ),
             Err(e) => {
-                report.fail(
-                    "auth",
-                    format!("authentication failed: {e}"),
-                    "check username and password (Office 365/Gmail: SMTP AUTH must be enabled for the account, or use an app password / XOAUTH2)",
-                );
+                match crate::oauth2::replies::explain(&e) {
+                    Some(known) => report.fail(
+                        "auth",
+                        format!("authentication failed: {e} ({})", known.meaning),
+                        known.fix,
+                    ),
+                    None if tokens.is_some() => report.fail(
+                        "auth",
+                        format!("authentication failed: {e}"),
+                        "username must be the mailbox the token was issued for, and the token's scope must allow SMTP ([smarthost.oauth2] scope); relaymail oauth2 status shows both",
+                    ),
+                    None => report.fail(
+                        "auth",
+                        format!("authentication failed: {e}"),
+                        "check username and password (Office 365/Gmail: SMTP AUTH must be enabled for the account, or use an app password / [smarthost.oauth2])",
+                    ),
+                }
                 return false;
             }
         }
@@ -486,11 +611,19 @@ fn relay(
                 format!("test message from {from} to {to} accepted: {reply}"),
             ),
             Err(e) => {
-                report.fail(
-                    "send",
-                    format!("test message from {from} to {to}: {e}"),
-                    "the reply above is the relay's reason; a 5.7.x usually means the sender is not allowed ([rewrite] sender)",
-                );
+                let reply = e.rsplit(": ").next().unwrap_or(&e);
+                match crate::oauth2::replies::explain(reply) {
+                    Some(known) => report.fail(
+                        "send",
+                        format!("test message from {from} to {to}: {e} ({})", known.meaning),
+                        known.fix,
+                    ),
+                    None => report.fail(
+                        "send",
+                        format!("test message from {from} to {to}: {e}"),
+                        "the reply above is the relay's reason; a 5.7.x usually means the sender is not allowed ([rewrite] sender)",
+                    ),
+                }
                 return false;
             }
         }

@@ -6,6 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::{Report, Status};
+use crate::config::oauth2::ClientSecret;
 use crate::config::{Config, Mode};
 use crate::spool::GROUP;
 
@@ -85,6 +86,19 @@ fn system(config: &Config, report: &mut Report) {
                 shape("permissions", what, path, &SECRET, gid, report);
             }
         }
+        if let Some(oauth2) = &host.oauth2 {
+            if let ClientSecret::File(path) = &oauth2.client_secret {
+                shape(
+                    "permissions",
+                    "client_secret_file",
+                    path,
+                    &SECRET,
+                    gid,
+                    report,
+                );
+            }
+            token_cache(&oauth2.token_cache, gid, report);
+        }
     }
     let root = &config.spool_dir;
     if !root.exists() {
@@ -115,6 +129,55 @@ fn system(config: &Config, report: &mut Report) {
                 format!("install -m 0660 -o root -g {GROUP} /dev/null {}", log.display()),
             );
         }
+    }
+}
+
+/// The OAuth2 state directory is the spool's kind (root:relaymail 2770,
+/// made by root); the token file in it is rewritten by whichever delivery
+/// refreshes (so it may belong to that user), group relaymail, 0640, and
+/// nobody outside the group can reach it.
+fn token_cache(cache: &Path, gid: u32, report: &mut Report) {
+    let dir = cache.parent().unwrap_or(Path::new("/"));
+    if !dir.exists() {
+        report.with_fix(
+            "oauth2",
+            Status::Warn,
+            format!("the OAuth2 state directory {} does not exist yet", dir.display()),
+            format!(
+                "relaymail oauth2 login, run as root, creates it (or install -d -o root -g {GROUP} -m 2770 {})",
+                dir.display()
+            ),
+        );
+        return;
+    }
+    shape(
+        "oauth2",
+        "OAuth2 state directory",
+        dir,
+        &SPOOL_DIR,
+        gid,
+        report,
+    );
+    let Ok(meta) = std::fs::metadata(cache) else {
+        return;
+    };
+    let mode = meta.mode() & 0o7777;
+    if meta.gid() != gid || mode & 0o037 != 0 {
+        report.fail(
+            "oauth2",
+            format!(
+                "token cache {}: group gid {}, mode {mode:04o}; it holds the refresh token",
+                cache.display(),
+                meta.gid()
+            ),
+            format!("chgrp {GROUP} {0} && chmod 640 {0}", cache.display()),
+        );
+    } else {
+        report.add(
+            "oauth2",
+            Status::Ok,
+            format!("token cache {} group {GROUP} {mode:04o}", cache.display()),
+        );
     }
 }
 
@@ -220,6 +283,25 @@ fn user(config: &Config, report: &mut Report) {
                 "permissions",
                 e.message,
                 format!("chmod 600 {}", key.display()),
+            ),
+        }
+    }
+    if let Some(ClientSecret::File(path)) = config
+        .smarthost
+        .as_ref()
+        .and_then(|h| h.oauth2.as_ref())
+        .map(|o| &o.client_secret)
+    {
+        match crate::creds::check_private(path, "client_secret_file", config.mode) {
+            Ok(()) => report.add(
+                "permissions",
+                Status::Ok,
+                format!("client_secret_file {} is private", path.display()),
+            ),
+            Err(e) => report.fail(
+                "permissions",
+                e.message,
+                format!("chmod 600 {}", path.display()),
             ),
         }
     }
