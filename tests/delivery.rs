@@ -502,7 +502,10 @@ fn sigkill_while_delivering_loses_nothing_and_duplicates_only_in_the_documented_
     let sink = Sink::start(&["--listener", "127.0.0.1:0=starttls", "--auth", "accept-any"]);
     // One session, so that each kill has at most one message in the window.
     let env = client(&sink, 0, "starttls", "connections = 1");
-    let n = 30;
+    let n = std::env::var("RELAYMAIL_CRASH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
     let kills = queue_and_kill_flushes(&env, n, 40, 60);
     // A last, undisturbed flush (orphans from kills are cleaned by it).
     let out = env.run("relaymail", &["flush"], b"");

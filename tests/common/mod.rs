@@ -386,11 +386,18 @@ pub fn have(program: &str) -> bool {
     found
 }
 
+fn crash_setting(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 /// Queues `n` messages ("Subject: kill I" and a 1 KB body) with -odq,
 /// then starts `relaymail flush` up to `rounds` times, each SIGKILLed
 /// after a random 0 to `window_ms` ms, until the queue is empty. Returns how many
 /// flushes were killed while running.
 pub fn queue_and_kill_flushes(env: &Env, n: usize, rounds: usize, window_ms: u64) -> usize {
+    // Longer soaks by hand: RELAYMAIL_CRASH_ROUNDS=300 (and, for the
+    // delivery test, RELAYMAIL_CRASH_MESSAGES=300).
+    let rounds = crash_setting("RELAYMAIL_CRASH_ROUNDS").unwrap_or(rounds);
     for i in 0..n {
         assert_exit(
             &env.sendmail(
