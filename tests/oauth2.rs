@@ -717,3 +717,128 @@ fn the_sink_takes_xoauth2_and_oauthbearer_and_records_the_user_and_a_token_diges
         .cmd(&format!("AUTH OAUTHBEARER {right}"))
         .starts_with("235 "));
 }
+
+/// System mode: only root signs in; the tokens live in the spool's state
+/// directory, which no user can enter; any user's delivery (through the
+/// setgid binary) refreshes them, and the next user's finds the rotated
+/// refresh token.
+#[test]
+fn system_mode_keeps_the_tokens_where_no_user_reaches_and_any_delivery_refreshes_them() {
+    use authserver::system::{Host, ALICE};
+    let server = AuthServer::start();
+    server.with(|s| {
+        s.lifetime = 0;
+        s.rotate = true;
+    });
+    let sink = Sink::start(&["--listener", "127.0.0.1:0=starttls", "--auth", "accept-any"]);
+    let sink_cert = sink.dir.path().join("state/sink-cert.pem");
+    let client_id = server.with(|s| s.client_id.clone());
+    let config = format!(
+        "hostname = \"host.test.example\"\n[smarthost]\nhost = \"localhost\"\nport = {}\nca_file = \"/etc/relaymail/sink-cert.pem\"\nusername = \"alerts@test.example\"\n[smarthost.oauth2]\nprovider = \"custom\"\nclient_id = {client_id:?}\ntoken_endpoint = {:?}\ndevice_authorization_endpoint = {:?}\nscope = \"smtp.send\"\nca_file = \"/etc/relaymail/oauth2-ca.pem\"\n[rewrite]\naliases_file = \"\"\n[log]\nsyslog = false\n",
+        sink.port(0),
+        server.url("/token"),
+        server.url("/devicecode"),
+    );
+    let Some(host) = Host::new(
+        &config,
+        &[
+            ("sink-cert.pem", sink_cert.as_path()),
+            ("oauth2-ca.pem", server.ca_file.as_path()),
+        ],
+    ) else {
+        return;
+    };
+    let token = server.mint_refresh_token();
+    let login = format!("printf '%s\\n' {token} | relaymail oauth2 login --refresh-token-stdin");
+    let refused = host.shell("alice", &login);
+    assert_eq!(refused.status.code(), Some(77), "{}", outcome(&refused));
+    assert!(
+        stderr(&refused).contains("as root"),
+        "{}",
+        outcome(&refused)
+    );
+    assert_eq!(
+        server.refreshes().len(),
+        0,
+        "a user's login never reaches the provider"
+    );
+
+    let out = host.shell("root", &login);
+    assert!(out.status.success(), "{}", outcome(&out));
+    let state = host.path("spool/state");
+    let cache = state.join("oauth2-token.json");
+    let meta = |p: &std::path::Path| {
+        let m = std::fs::metadata(p).unwrap();
+        (m.uid(), m.gid(), m.mode() & 0o7777)
+    };
+    assert_eq!(
+        meta(&state),
+        (0, host.gid, 0o2770),
+        "made by root, like the spool"
+    );
+    assert_eq!(meta(&cache), (0, host.gid, 0o640));
+    let issued = server.with(|s| s.issued_refresh.clone());
+    assert!(
+        std::fs::read_to_string(&cache)
+            .unwrap()
+            .contains(&issued[1]),
+        "system mode keeps the (rotated) refresh token in the state file"
+    );
+
+    // Alice's mail: her setgid delivery refreshes the lapsed token.
+    let send = "printf 'Subject: cron\\n\\nb\\n' | sendmail -odi ops@example.net";
+    let out = host.shell("alice", send);
+    assert!(out.status.success(), "{}", outcome(&out));
+    assert_eq!(
+        sink.event()["auth_token_sha256"],
+        sha256_hex(&server.access(2))
+    );
+    assert_eq!(meta(&cache).1, host.gid);
+    assert_eq!(meta(&cache).2, 0o640);
+    assert_eq!(meta(&cache).0, ALICE, "rewritten by her delivery");
+    // ... yet she cannot read it, nor reach the state directory.
+    let peek = host.shell(
+        "alice",
+        "cat /var/spool/relaymail/state/oauth2-token.json; ls /var/spool/relaymail/state",
+    );
+    assert!(!peek.status.success(), "{}", outcome(&peek));
+    assert!(
+        stderr(&peek).contains("Permission denied"),
+        "{}",
+        outcome(&peek)
+    );
+    let status = host.shell("alice", "relaymail oauth2 status");
+    assert!(status.status.success(), "{}", outcome(&status));
+    assert!(
+        stdout(&status)
+            .contains("a refresh token is held in /var/spool/relaymail/state/oauth2-token.json"),
+        "{}",
+        outcome(&status)
+    );
+    let everything = format!(
+        "{}{}{}",
+        all_output(&peek),
+        all_output(&status),
+        all_output(&out)
+    );
+    assert_no_secret(&server, &everything, "alice's view");
+
+    // Bob's delivery finds the refresh token Alice's rotation left.
+    let out = host.shell("bob", send);
+    assert!(out.status.success(), "{}", outcome(&out));
+    assert_eq!(
+        sink.event()["auth_token_sha256"],
+        sha256_hex(&server.access(3))
+    );
+    let presented: Vec<String> = server
+        .refreshes()
+        .iter()
+        .map(|r| r.form["refresh_token"].clone())
+        .collect();
+    let issued = server.with(|s| s.issued_refresh.clone());
+    assert_eq!(
+        presented,
+        issued[..3].to_vec(),
+        "login, Alice's rotation, Bob's"
+    );
+}
