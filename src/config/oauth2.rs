@@ -236,6 +236,17 @@ pub fn resolve(raw: RawOAuth2, cx: &Context<'_>) -> Result<OAuth2, Error> {
         }
         (None, None) => ClientSecret::Absent,
     };
+    if provider == Provider::Microsoft
+        && flow == OAuth2Flow::RefreshToken
+        && client_secret != ClientSecret::Absent
+    {
+        // The device code sign-in is a public client flow ("Allow public
+        // client flows"): Entra ID refuses a secret there (AADSTS700025).
+        return Err(invalid(
+            "[smarthost.oauth2] client_secret_file",
+            "Microsoft's device code sign-in (flow = \"refresh_token\") is a public client flow and refuses a client secret (AADSTS700025); remove client_secret_file / client_secret, or use flow = \"client_credentials\"".into(),
+        ));
+    }
     if flow == OAuth2Flow::ClientCredentials && client_secret == ClientSecret::Absent {
         return Err(invalid(
             "[smarthost.oauth2] client_secret_file",
@@ -250,6 +261,26 @@ pub fn resolve(raw: RawOAuth2, cx: &Context<'_>) -> Result<OAuth2, Error> {
             return Err(invalid(
                 "[smarthost.oauth2] proxy",
                 format!("{proxy:?} is not an HTTP proxy URL; write e.g. \"http://proxy.example.com:3128\""),
+            ));
+        }
+    }
+    // Paths the setgid binary opens with the group: never relative to the
+    // caller's working directory.
+    for (key, path) in [
+        (
+            "[smarthost.oauth2] client_secret_file",
+            match &client_secret {
+                ClientSecret::File(p) => Some(p),
+                _ => None,
+            },
+        ),
+        ("[smarthost.oauth2] ca_file", raw.ca_file.as_ref()),
+        ("[smarthost.oauth2] token_cache", raw.token_cache.as_ref()),
+    ] {
+        if let Some(p) = path.filter(|p| !p.as_os_str().is_empty() && p.is_relative()) {
+            return Err(invalid(
+                key,
+                format!("{} is a relative path; give the full path (it would depend on the directory sendmail is run from)", p.display()),
             ));
         }
     }
@@ -381,6 +412,25 @@ mod tests {
         assert_eq!(o.scope, MICROSOFT_APP_SCOPE);
         assert!(o.token_endpoint.contains("/contoso.onmicrosoft.com/"));
         assert_eq!(o.refresh_keyring, None, "system mode: the state file");
+    }
+
+    #[test]
+    fn paths_are_absolute_and_microsofts_device_flow_takes_no_secret() {
+        let mut r = raw(Provider::Microsoft);
+        r.token_cache = Some("tokens.json".into());
+        let text = resolve(r, &cx(Mode::System, Some("a@x")))
+            .expect_err("relative")
+            .to_string();
+        assert!(
+            text.contains("token_cache") && text.contains("relative"),
+            "{text}"
+        );
+        let mut r = raw(Provider::Microsoft);
+        r.client_secret_file = Some("/etc/relaymail/secret".into());
+        let text = resolve(r, &cx(Mode::System, Some("a@x")))
+            .expect_err("secret with device flow")
+            .to_string();
+        assert!(text.contains("AADSTS700025"), "{text}");
     }
 
     #[test]

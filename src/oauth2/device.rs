@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::http::{host_of, Http};
 use super::token::{self, Grant, Issued};
 use super::{printable, Error, Kind};
-use crate::config::OAuth2;
+use crate::config::{OAuth2, Provider};
 use crate::creds::Secret;
 
 /// What the admin is shown.
@@ -50,7 +50,10 @@ pub fn login(
         ("client_id", &settings.client_id),
         ("scope", &settings.scope),
     ];
-    if let Some(secret) = client_secret {
+    // RFC 8628 section 3.1 authenticates a confidential client here too;
+    // Google's device endpoint takes only client_id and scope (its
+    // secret goes with the polls), and Microsoft's flow has no secret.
+    if let (Some(secret), Provider::Custom) = (client_secret, settings.provider) {
         form.push(("client_secret", secret.expose()));
     }
     let reply = http.post_form(endpoint, &form)?;

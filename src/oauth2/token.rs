@@ -221,6 +221,9 @@ fn advice(settings: &OAuth2, grant: &Grant<'_>, code: &str, aadsts: Option<&str>
             "AADSTS7000215" | "AADSTS7000222" => Some(
                 "the client secret is wrong or has expired: create a new one (App registrations, Certificates & secrets) and put its value in client_secret_file".to_string(),
             ),
+            "AADSTS700025" => Some(
+                "the application is a public client and may not present a client secret: remove client_secret_file (the device code sign-in needs none)".to_string(),
+            ),
             "AADSTS7000218" => Some(
                 "the application is not a public client: turn on \"Allow public client flows\" (App registrations, Authentication), or give its client secret (client_secret_file)".to_string(),
             ),
