@@ -24,6 +24,21 @@ fn keyring_env(port: u16, account: &str) -> Env {
     ))
 }
 
+/// A sink that accepts AUTH only for `account` with `secret`, and a
+/// keyring setup that relays to it.
+fn checked_by_sink(account: &str, secret: &str) -> (Sink, Env) {
+    let sink = Sink::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--auth",
+        "users",
+        "--auth-user",
+        &format!("{account}={secret}"),
+    ]);
+    let env = keyring_env(sink.port(0), account);
+    (sink, env)
+}
+
 fn unique_account(what: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -117,15 +132,7 @@ fn set_check_and_clear_through_the_kernel_keyring() {
 fn delivery_authenticates_with_the_keyring_password() {
     let account = unique_account("deliver");
     let secret = "kr-Secret-2718";
-    let sink = Sink::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--auth",
-        "users",
-        "--auth-user",
-        &format!("{account}={secret}"),
-    ]);
-    let env = keyring_env(sink.port(0), &account);
+    let (sink, env) = checked_by_sink(&account, secret);
     let _cleanup = Cleanup(&env);
     let out = env.run(
         "relaymail",
@@ -231,15 +238,7 @@ fn the_secret_service_holds_it_too_when_a_session_bus_exists() {
     }
     let account = unique_account("secret-service");
     let secret = "kr-Secret-1414";
-    let sink = Sink::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--auth",
-        "users",
-        "--auth-user",
-        &format!("{account}={secret}"),
-    ]);
-    let env = keyring_env(sink.port(0), &account);
+    let (sink, env) = checked_by_sink(&account, secret);
     let _cleanup = Cleanup(&env);
     let home = env.path("home");
     let script = r#"
