@@ -163,6 +163,14 @@ fn device_login_stores_the_refresh_token_and_mail_goes_out_with_the_issued_token
         "{text}"
     );
     assert_no_secret(&server, &all_output(&status), "status");
+    let json = env.run("relaymail", &["oauth2", "status", "--json"], b"");
+    assert!(json.status.success(), "{}", outcome(&json));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(doc["refresh_token"]["held"], true, "{doc}");
+    assert_eq!(doc["account"], user.as_str());
+    let left = doc["access_token"]["seconds_left"].as_i64().unwrap();
+    assert!((3500..=3600).contains(&left), "{doc}");
+    assert_no_secret(&server, &all_output(&json), "status --json");
 
     deliver(&env, &server, "after login");
     let e = sink.event();
@@ -490,6 +498,11 @@ fn a_device_code_that_expires_ends_the_login_with_what_to_do() {
         "nothing held: {}",
         outcome(&status)
     );
+    let json = env.run("relaymail", &["oauth2", "status", "--json"], b"");
+    assert_eq!(json.status.code(), Some(69), "{}", outcome(&json));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(doc["refresh_token"]["held"], false, "{doc}");
+    assert!(doc["access_token"].is_null(), "{doc}");
     assert!(
         stdout(&status).contains("run relaymail oauth2 login"),
         "{}",

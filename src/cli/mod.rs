@@ -212,7 +212,11 @@ pub enum OAuth2Action {
         refresh_token_stdin: bool,
     },
     /// Which tokens are held and when the access token expires (never the tokens).
-    Status,
+    Status {
+        /// One JSON document instead of text (for monitoring).
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove the refresh token and the cached access token.
     Logout,
 }

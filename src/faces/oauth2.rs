@@ -57,7 +57,8 @@ pub fn run(
             .map_err(output)?;
             Ok(Sysexit::Ok)
         }
-        OAuth2Action::Status => status(config, settings, &username, out),
+        OAuth2Action::Status { json: false } => status(config, settings, &username, out),
+        OAuth2Action::Status { json: true } => status_json(config, settings, &username, out),
         OAuth2Action::Logout => {
             if config.mode == Mode::System && !nix::unistd::geteuid().is_root() {
                 return Err(Failure::new(
@@ -225,6 +226,58 @@ fn status(
     for line in lines {
         writeln!(out, "{line}").map_err(output)?;
     }
+    Ok(if held {
+        Sysexit::Ok
+    } else {
+        Sysexit::Unavailable
+    })
+}
+
+/// `status --json`: the same facts as one document, for monitoring a
+/// fleet (`refresh_token.held`, `access_token.seconds_left`).
+fn status_json(
+    config: &Config,
+    settings: &OAuth2,
+    username: &str,
+    out: &mut impl Write,
+) -> Result<Sysexit, Failure> {
+    let status = oauth2::status(settings, config.mode, username)?;
+    let rfc3339 = |at: i64| {
+        chrono::DateTime::from_timestamp(at, 0)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default()
+    };
+    let (held, detail) = match &status.refresh {
+        Ok(text) => (true, text.clone()),
+        Err(text) => (false, text.clone()),
+    };
+    let access = status.access.as_ref().map(|(expires, obtained, scope)| {
+        serde_json::json!({
+            "expires_at": rfc3339(*expires),
+            "seconds_left": expires - oauth2::now(),
+            "obtained_at": obtained.map(rfc3339),
+            "scope": scope,
+        })
+    });
+    let doc = serde_json::json!({
+        "provider": settings.provider.name(),
+        "tenant": settings.tenant,
+        "client_id": settings.client_id,
+        "account": username,
+        "flow": settings.flow,
+        "token_endpoint": settings.token_endpoint,
+        "scope": settings.scope,
+        "refresh_token": {
+            "held": held,
+            "detail": detail,
+            "stored_at": status.refresh_saved_at.map(rfc3339),
+            "signed_in_at": status.login_at.map(rfc3339),
+        },
+        "access_token": access,
+        "cache": settings.token_cache,
+        "stale_cache": status.stale,
+    });
+    writeln!(out, "{doc}").map_err(output)?;
     Ok(if held {
         Sysexit::Ok
     } else {
