@@ -134,8 +134,27 @@ pub fn is_due(obtained_at: Option<i64>, expires_at: i64, now: i64) -> bool {
 pub struct Token {
     pub secret: Secret,
     pub expires_at: i64,
+    /// When the endpoint issued it, when known.
+    pub obtained_at: Option<i64>,
     /// Obtained from the endpoint by this call (not from a cache).
     pub fresh: bool,
+}
+
+impl Token {
+    /// Another copy of the token (its own `Secret`, wiped when dropped),
+    /// as it stands for a later caller: no longer fresh.
+    fn again(&self) -> Token {
+        Token {
+            secret: Secret::new(self.secret.expose().to_string()),
+            expires_at: self.expires_at,
+            obtained_at: self.obtained_at,
+            fresh: false,
+        }
+    }
+
+    fn is_due(&self) -> bool {
+        is_due(self.obtained_at, self.expires_at, now())
+    }
 }
 
 /// The OAuth2 client of one configuration, shared by a run's sessions.
@@ -145,7 +164,7 @@ pub struct Tokens {
     username: String,
     http: OnceLock<Result<http::Http, Error>>,
     /// The last token handed out in this process.
-    held: Mutex<Option<(String, Option<i64>, i64)>>,
+    held: Mutex<Option<Token>>,
     /// What happened at the token endpoint, for the log.
     notes: Mutex<Vec<String>>,
 }
@@ -186,34 +205,21 @@ impl Tokens {
     /// else a new one from the endpoint.
     pub fn access_token(&self) -> Result<Token, Error> {
         let mut held = lock(&self.held);
-        if let Some((token, obtained, expires)) = held.as_ref() {
-            if !is_due(*obtained, *expires, now()) {
-                return Ok(Token {
-                    secret: Secret::new(token.clone()),
-                    expires_at: *expires,
-                    fresh: false,
-                });
-            }
+        if let Some(token) = held.as_ref().filter(|t| !t.is_due()) {
+            return Ok(token.again());
         }
         let cache = store::cache(&self.settings, self.mode);
-        if let Some(c) = cache.read()?.filter(|c| self.owns(c)) {
-            if let (Some(token), Some(expires)) = (&c.access_token, c.expires_at) {
-                if !is_due(c.obtained_at, expires, now()) {
-                    *held = Some((token.clone(), c.obtained_at, expires));
-                    return Ok(Token {
-                        secret: Secret::new(token.clone()),
-                        expires_at: expires,
-                        fresh: false,
-                    });
-                }
-            }
+        if let Some(token) = cache
+            .read()?
+            .filter(|c| self.owns(c))
+            .and_then(|c| cached(&c))
+            .filter(|t| !t.is_due())
+        {
+            *held = Some(token.again());
+            return Ok(token);
         }
         let token = self.obtain(None)?;
-        *held = Some((
-            token.secret.expose().to_string(),
-            Some(now()),
-            token.expires_at,
-        ));
+        *held = Some(token.again());
         Ok(token)
     }
 
@@ -223,11 +229,7 @@ impl Tokens {
         let mut held = lock(&self.held);
         *held = None;
         let token = self.obtain(Some(rejected.secret.expose()))?;
-        *held = Some((
-            token.secret.expose().to_string(),
-            Some(now()),
-            token.expires_at,
-        ));
+        *held = Some(token.again());
         Ok(token)
     }
 
@@ -252,16 +254,13 @@ impl Tokens {
         let cache = store::cache(&self.settings, self.mode);
         let _lock = cache.lock(LOCK_WAIT)?;
         let current = cache.read()?.filter(|c| self.owns(c));
-        if let Some(c) = &current {
-            if let (Some(token), Some(expires)) = (&c.access_token, c.expires_at) {
-                if Some(token.as_str()) != rejected && !is_due(c.obtained_at, expires, now()) {
-                    return Ok(Token {
-                        secret: Secret::new(token.clone()),
-                        expires_at: expires,
-                        fresh: false,
-                    });
-                }
-            }
+        // Renewed by another process while this one waited for the lock.
+        if let Some(token) = current
+            .as_ref()
+            .and_then(cached)
+            .filter(|t| !t.is_due() && Some(t.secret.expose()) != rejected)
+        {
+            return Ok(token);
         }
         let client_secret = store::client_secret(&self.settings, self.mode)?;
         let http = self.http()?;
@@ -338,6 +337,7 @@ impl Tokens {
         Ok(Token {
             secret: issued.access_token,
             expires_at,
+            obtained_at: contents.obtained_at,
             fresh: true,
         })
     }
@@ -351,6 +351,16 @@ impl store::RefreshStore<'_> {
     fn is_cache_file(&self) -> bool {
         matches!(self, store::RefreshStore::CacheFile)
     }
+}
+
+/// The cached access token, if the file holds one.
+fn cached(c: &Contents) -> Option<Token> {
+    Some(Token {
+        secret: Secret::new(c.access_token.clone()?),
+        expires_at: c.expires_at?,
+        obtained_at: c.obtained_at,
+        fresh: false,
+    })
 }
 
 /// The cache's access-token fields from an issued token.

@@ -543,6 +543,7 @@ fn relay(
                 let stale = crate::oauth2::Token {
                     secret: crate::creds::Secret::new(secret.expose().to_string()),
                     expires_at: 0,
+                    obtained_at: None,
                     fresh: false,
                 };
                 match tokens.after_rejection(&stale) {
