@@ -109,3 +109,38 @@ fn mail_queued_while_a_runner_finishes_is_not_left_for_the_timer() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `-odq` means "queue only": a runner at work leaves such a message to
+/// the queue run (flush, the timer) instead of taking it.
+#[test]
+fn a_runner_leaves_queue_only_mail_to_the_queue_run() {
+    let sink = Sink::start(&["--listen", "127.0.0.1:0"]);
+    let env = relay_env(&sink, "3s");
+    let out = env.sendmail(&["x@example.net"], "Subject: background\n\nb\n");
+    assert_exit(&out, 0, &env, "-odb");
+    let out = env.sendmail(&["-odq", "y@example.net"], "Subject: queue only\n\nq\n");
+    assert_exit(&out, 0, &env, "-odq");
+    assert_eq!(sink.event()["subject"], "background");
+    // Wait for the runner to end: it holds runner.0 until then.
+    let slot = std::fs::File::open(env.spool.join("runner.0")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(nix::fcntl::Flock::lock(slot, nix::fcntl::FlockArg::LockExclusive).is_ok());
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)),
+        Ok(true),
+        "the runner ends"
+    );
+    let left = env.only_message();
+    assert!(left.text().contains("Subject: queue only"));
+    assert_eq!(
+        left.env_value("attempts").unwrap().as_integer(),
+        Some(0),
+        "untried"
+    );
+    sink.no_event();
+    let out = env.run("relaymail", &["flush", "--due"], b"");
+    assert_exit(&out, 0, &env, "the queue run");
+    assert_eq!(sink.event()["subject"], "queue only");
+}

@@ -123,7 +123,9 @@ pub fn background(
     }
 }
 
-/// Due, not held, and accepted by `wanted`.
+/// What a background runner may take: due, not held, not queued with
+/// -odq and still untried (that waits for the queue run), and accepted by
+/// `wanted`.
 fn due_ids(spool: &Spool, wanted: impl Fn(&QueueId) -> bool) -> Vec<QueueId> {
     let Ok(entries) = spool.list() else {
         return Vec::new();
@@ -132,6 +134,7 @@ fn due_ids(spool: &Spool, wanted: impl Fn(&QueueId) -> bool) -> Vec<QueueId> {
         .into_iter()
         .flatten()
         .filter(|env| !env.held && env.next_attempt.is_none_or(|t| t <= now()))
+        .filter(|env| !(env.queue_only && env.attempts == 0))
         .filter_map(|env| QueueId::parse(&env.id))
         .filter(|id| wanted(id))
         .collect()

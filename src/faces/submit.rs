@@ -104,6 +104,7 @@ pub fn submit(
     envelope.smtputf8 = smtputf8;
     envelope.message_id = message_id.clone();
     envelope.dsn = dsn(inv);
+    envelope.queue_only = inv.delivery == crate::cli::sendmail::DeliveryMode::QueueOnly;
     // Let go of the lock at once: a background runner may take it now.
     drop(draft.commit(&envelope)?);
 

@@ -28,6 +28,10 @@ pub struct Envelope {
     /// A bounce we generated: it never bounces itself.
     #[serde(default)]
     pub is_bounce: bool,
+    /// Queued with -odq: background runners leave it to the queue run
+    /// (`flush`, the timer) until it has been tried once.
+    #[serde(default)]
+    pub queue_only: bool,
     #[serde(default)]
     pub attempts: u32,
     pub last_attempt: Option<i64>,
@@ -97,6 +101,7 @@ impl Envelope {
             dsn: Dsn::default(),
             held: false,
             is_bounce: false,
+            queue_only: false,
             attempts: 0,
             last_attempt: None,
             next_attempt: None,
