@@ -202,7 +202,13 @@ fn dispatch(face: Face, command: Command, caller: &privilege::Caller) -> Result<
                         ids,
                         ..Default::default()
                     };
-                    flush_and_report(face, &config, &options, &mut log)
+                    let status = flush_and_report(face, &config, &options, &mut log);
+                    if due {
+                        // The timer's run also keeps an idle host's OAuth2
+                        // refresh token alive.
+                        faces::oauth2::keep_alive(&config, &mut log);
+                    }
+                    status
                 }
                 Action::Credentials { action } => {
                     let (_, config, _) = configured()?;

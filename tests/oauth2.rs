@@ -855,3 +855,76 @@ fn system_mode_keeps_the_tokens_where_no_user_reaches_and_any_delivery_refreshes
         "login, Alice's rotation, Bob's"
     );
 }
+
+/// Moves every time in the token cache `secs` into the past: a host on
+/// which no mail went for that long.
+fn age_cache(env: &Env, secs: i64) {
+    let path = env.spool.join("state/oauth2-token.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for key in ["obtained_at", "expires_at", "refresh_saved_at", "login_at"] {
+        if let Some(t) = doc[key].as_i64() {
+            doc[key] = serde_json::json!(t - secs);
+        }
+    }
+    std::fs::write(&path, doc.to_string()).unwrap();
+}
+
+#[test]
+fn the_timers_run_keeps_an_idle_hosts_refresh_token_in_use() {
+    let server = AuthServer::start();
+    server.with(|s| s.rotate = true);
+    let sink = Sink::start(&["--listener", "127.0.0.1:0=starttls", "--auth", "accept-any"]);
+    let user = unique_user("idle");
+    let env = oauth_env(&sink, &server, &user, "", "");
+    let _logout = Logout(&env);
+    login_with(&env, &server);
+    let timer = || {
+        let out = env.run("relaymail", &["flush", "--due"], b"");
+        assert!(out.status.success(), "{}", outcome(&out));
+        assert_no_secret(&server, &all_output(&out), "flush --due");
+    };
+    timer();
+    assert_eq!(
+        server.refreshes().len(),
+        1,
+        "a token used today is left alone"
+    );
+    age_cache(&env, 8 * 86_400);
+    timer();
+    let refreshes = server.refreshes();
+    assert_eq!(
+        refreshes.len(),
+        2,
+        "a week unused: renewed by the timer's run"
+    );
+    let issued = server.with(|s| s.issued_refresh.clone());
+    assert_eq!(
+        refreshes[1].form["refresh_token"], issued[1],
+        "the one login stored"
+    );
+    timer();
+    assert_eq!(server.refreshes().len(), 2, "and then left alone again");
+    let lines = env.log_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("event=oauth2") && l.contains("refresh token rotated")),
+        "{lines:?}"
+    );
+    // Revoked while idle: the timer's run says so in the log, before any
+    // mail needs the token, and still succeeds.
+    age_cache(&env, 8 * 86_400);
+    server.with(|s| s.revoked = true);
+    timer();
+    let lines = env.log_lines();
+    let warning = lines
+        .iter()
+        .find(|l| l.contains("could not be renewed"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(
+        warning.contains("invalid_grant") && warning.contains("relaymail oauth2 login"),
+        "{warning}"
+    );
+    assert_no_secret(&server, &lines.join("\n"), "the log");
+}

@@ -9,6 +9,7 @@ use std::io::{BufRead, Write};
 use crate::cli::OAuth2Action;
 use crate::config::{Config, Mode, OAuth2, OAuth2Flow, Smarthost};
 use crate::creds::Secret;
+use crate::log::{event, Event, Logger, Severity};
 use crate::oauth2::{self, device, http::Http, Tokens};
 use crate::sysexits::{Failure, Sysexit};
 
@@ -75,6 +76,31 @@ pub fn run(
             }
             Ok(Sysexit::Ok)
         }
+    }
+}
+
+/// After `relaymail flush --due` (the timer): keeps an idle host's
+/// refresh token in use (see `Tokens::keep_alive`); what happened goes to
+/// the log, and a failure is a warning there, never the run's status.
+pub fn keep_alive(config: &Config, log: &mut Logger) {
+    let Some(tokens) = Tokens::new(config) else {
+        return;
+    };
+    let result = tokens.keep_alive();
+    for note in tokens.take_notes() {
+        log.info(&Event::new(event::OAUTH2).field("detail", note));
+    }
+    if let Err(e) = result {
+        log.log(
+            Severity::Warning,
+            &Event::new(event::OAUTH2).field(
+                "detail",
+                format!(
+                    "the refresh token was not used for a week and could not be renewed: {}",
+                    e.message
+                ),
+            ),
+        );
     }
 }
 

@@ -130,6 +130,10 @@ pub fn is_due(obtained_at: Option<i64>, expires_at: i64, now: i64) -> bool {
     expires_at - now <= ahead
 }
 
+/// How long the refresh token may go unused before the periodic queue
+/// run renews it (providers retire unused ones: Microsoft after 90 days).
+pub const KEEP_ALIVE: i64 = 7 * 86_400;
+
 /// An access token for one AUTH.
 pub struct Token {
     pub secret: Secret,
@@ -231,6 +235,31 @@ impl Tokens {
         let token = self.obtain(Some(rejected.secret.expose()))?;
         *held = Some(token.again());
         Ok(token)
+    }
+
+    /// For the periodic queue run: when no token has been obtained for
+    /// `KEEP_ALIVE`, one is now, so that a host that sends nothing for
+    /// weeks keeps a refresh token the provider would otherwise retire
+    /// for inactivity (Microsoft: 90 days), and a revoked one shows in the
+    /// log before mail needs it. Ok(true) when a token was obtained; no
+    /// sign-in yet is Ok(false).
+    pub fn keep_alive(&self) -> Result<bool, Error> {
+        if self.settings.flow != OAuth2Flow::RefreshToken {
+            return Ok(false);
+        }
+        let cache = store::cache(&self.settings, self.mode);
+        let Some(c) = cache.read()?.filter(|c| self.owns(c)) else {
+            return Ok(false);
+        };
+        let last = c.obtained_at.max(c.refresh_saved_at).unwrap_or(0);
+        if now() - last < KEEP_ALIVE {
+            return Ok(false);
+        }
+        let mut held = lock(&self.held);
+        let token = self.obtain(None)?;
+        let obtained = token.fresh;
+        *held = Some(token.again());
+        Ok(obtained)
     }
 
     fn owns(&self, c: &Contents) -> bool {
