@@ -21,7 +21,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Stdio;
 use std::time::Duration;
 
-use authserver::{sha256_hex, AuthServer, ScriptedRelay};
+use authserver::{sha256_hex, AuthServer, ConnectProxy, ScriptedRelay};
 use common::sink::Sink;
 use common::*;
 
@@ -927,4 +927,84 @@ fn the_timers_run_keeps_an_idle_hosts_refresh_token_in_use() {
         "{warning}"
     );
     assert_no_secret(&server, &lines.join("\n"), "the log");
+}
+
+#[test]
+fn a_client_secret_in_the_keyring_and_a_proxy_reach_the_token_endpoint() {
+    let server = AuthServer::start();
+    let client_id = unique_user("app").replace('@', ".");
+    server.with(|s| {
+        s.client_id = client_id.clone();
+        s.client_secret = Some("cs-Keyring-Secret-7".into());
+    });
+    let proxy = ConnectProxy::start();
+    let sink = Sink::start(&["--listener", "127.0.0.1:0=starttls", "--auth", "accept-any"]);
+    let user = unique_user("proxied");
+    let env = oauth_env(
+        &sink,
+        &server,
+        &user,
+        "",
+        &format!(
+            "flow = \"client_credentials\"\nclient_secret = \"keyring\"\nproxy = \"http://127.0.0.1:{}\"",
+            proxy.port
+        ),
+    );
+    let account = format!("oauth2-client:{client_id}");
+    struct Clear<'a>(&'a Env, &'a str);
+    impl Drop for Clear<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.run(
+                "relaymail",
+                &["credentials", "clear", "--account", self.1],
+                b"",
+            );
+        }
+    }
+    let _clear = Clear(&env, &account);
+    // Before the secret is stored: deferred, with the command to store it.
+    let out = env.sendmail(&["-odi", "ops@example.net"], "Subject: early\n\nb\n");
+    assert_exit(&out, 75, &env, "no client secret yet");
+    let line = env
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("status=deferred"))
+        .unwrap();
+    assert!(
+        line.contains(&format!("relaymail credentials set --account {account}")),
+        "{line}"
+    );
+    let set = env.run(
+        "relaymail",
+        &["credentials", "set", "--stdin", "--account", &account],
+        b"cs-Keyring-Secret-7\n",
+    );
+    assert!(set.status.success(), "{}", outcome(&set));
+    assert!(
+        !stdout(&set).contains("note:"),
+        "the configuration uses it: {}",
+        outcome(&set)
+    );
+    let flush = env.run("relaymail", &["flush"], b"");
+    assert!(
+        flush.status.success(),
+        "{}\n{:?}",
+        outcome(&flush),
+        env.log_lines()
+    );
+    let e = sink.event();
+    assert_eq!(e["auth_token_sha256"], sha256_hex(&server.access(1)));
+    assert_eq!(server.grants(), vec!["client_credentials"]);
+    assert_eq!(
+        *proxy.tunnels.lock().unwrap(),
+        vec![format!("127.0.0.1:{}", server.port)],
+        "the token request went through the proxy"
+    );
+    let everything = format!(
+        "{}{}{}",
+        env.log_lines().join("\n"),
+        all_output(&set),
+        all_output(&flush)
+    );
+    assert_no_secret(&server, &everything, "the log and the commands");
 }

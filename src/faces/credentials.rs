@@ -5,6 +5,7 @@
 use std::io::{BufRead, Write};
 
 use crate::cli::{CredentialsAction, CredentialsEntry};
+use crate::config::oauth2::ClientSecret;
 use crate::config::{Config, KeyringEntry, Mode, KEYRING_SERVICE};
 use crate::creds::keyring::{self, Found};
 use crate::creds::Secret;
@@ -135,11 +136,14 @@ fn report(
 
 /// Delivery reads the keyring only when the configuration says so.
 fn hint(config: &Config, key: &KeyringEntry, out: &mut impl Write) -> Result<(), Failure> {
-    let used = config
-        .smarthost
-        .as_ref()
+    let host = config.smarthost.as_ref();
+    let used = host
         .and_then(|h| h.keyring.as_ref())
-        .is_some_and(|k| k == key);
+        .is_some_and(|k| k == key)
+        // [smarthost.oauth2] client_secret = "keyring".
+        || host.and_then(|h| h.oauth2.as_ref()).is_some_and(|o| {
+            matches!(&o.client_secret, ClientSecret::Keyring(k) if k == key)
+        });
     if !used {
         writeln!(
             out,

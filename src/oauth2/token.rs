@@ -287,7 +287,7 @@ fn advice(settings: &OAuth2, grant: &Grant<'_>, code: &str, aadsts: Option<&str>
         ("unsupported_grant_type", _) => {
             "the endpoint does not support this grant: check [smarthost.oauth2] flow and token_endpoint".to_string()
         }
-        _ => "see the provider's description above".to_string(),
+        _ => "check the application's registration with the provider and [smarthost.oauth2]".to_string(),
     }
 }
 

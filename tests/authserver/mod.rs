@@ -261,7 +261,13 @@ fn serve(tcp: TcpStream, config: Arc<rustls::ServerConfig>, state: Arc<Mutex<Sta
     }
     drop(reader);
     let mut words = request_line.split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    // The absolute form ("https://host:port/token"), as a client behind
+    // a proxy may send it (RFC 9112 section 3.2.2), names the same path.
+    let path = match target.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target,
+    };
     let form = parse_form(&String::from_utf8_lossy(&body));
     let (status, json) = if method != "POST" {
         (405, serde_json::json!({"error": "invalid_request"}))
@@ -414,6 +420,86 @@ fn decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An HTTP CONNECT proxy on loopback that records where each tunnel went.
+pub struct ConnectProxy {
+    pub port: u16,
+    pub tunnels: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ConnectProxy {
+    pub fn start() -> ConnectProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tunnels = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (t, st) = (tunnels.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = conn else { continue };
+                let t = t.clone();
+                std::thread::spawn(move || tunnel(client, &t));
+            }
+        });
+        ConnectProxy {
+            port,
+            tunnels,
+            stop,
+        }
+    }
+}
+
+impl Drop for ConnectProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn tunnel(client: TcpStream, tunnels: &Mutex<Vec<String>>) {
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut request = String::new();
+    if reader.read_line(&mut request).unwrap_or(0) == 0 {
+        return;
+    }
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+    }
+    let mut words = request.split_whitespace();
+    let (Some("CONNECT"), Some(target)) = (words.next(), words.next()) else {
+        let _ = (&client).write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n");
+        return;
+    };
+    tunnels.lock().unwrap().push(target.to_string());
+    let Ok(upstream) = TcpStream::connect(target) else {
+        let _ = (&client).write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+        return;
+    };
+    let _ = (&client).write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+    let (mut up_read, mut up_write) = (upstream.try_clone().unwrap(), upstream);
+    let mut down_write = client;
+    // Bytes the reader already holds go first.
+    let buffered = reader.buffer().to_vec();
+    let _ = up_write.write_all(&buffered);
+    let mut reader = reader.into_inner();
+    let pump = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut reader, &mut up_write);
+        let _ = up_write.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut up_read, &mut down_write);
+    let _ = down_write.shutdown(std::net::Shutdown::Write);
+    let _ = pump.join();
 }
 
 /// A plain SMTP relay on loopback that offers `auth` mechanisms and
