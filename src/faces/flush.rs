@@ -105,9 +105,17 @@ pub fn background(
             }
             Slot::Held(slot) => slot,
         };
+        // Its own messages and everything due when it starts, -odq mail
+        // too (a host without a timer still moves); what is queued while
+        // it lingers comes from `refill`, which leaves -odq mail alone.
+        let mut start = std::mem::take(&mut ids);
+        let due_now = due_ids(&spool, true, |id| {
+            !tried.contains(id) && !start.contains(id)
+        });
+        start.extend(due_now);
         let options = Options {
             due_only: true,
-            ids: std::mem::take(&mut ids),
+            ids: start,
             linger: Some(host.session_linger),
         };
         let (summary, seen) = flush_tracked(config, &options, log)?;
@@ -116,17 +124,17 @@ pub fn background(
         drop(slot);
         // Queued after the runner's last look, while the slot still
         // seemed taken: that submitter left its message to us.
-        let waiting = due_ids(&spool, |id| !tried.contains(id));
+        let waiting = due_ids(&spool, false, |id| !tried.contains(id));
         if waiting.is_empty() {
             return Ok(total);
         }
     }
 }
 
-/// What a background runner may take: due, not held, not queued with
-/// -odq and still untried (that waits for the queue run), and accepted by
-/// `wanted`.
-fn due_ids(spool: &Spool, wanted: impl Fn(&QueueId) -> bool) -> Vec<QueueId> {
+/// What a background runner may take: due, not held, accepted by
+/// `wanted`, and (unless `queue_only_too`) not queued with -odq and still
+/// untried, which waits for the queue run.
+fn due_ids(spool: &Spool, queue_only_too: bool, wanted: impl Fn(&QueueId) -> bool) -> Vec<QueueId> {
     let Ok(entries) = spool.list() else {
         return Vec::new();
     };
@@ -134,7 +142,7 @@ fn due_ids(spool: &Spool, wanted: impl Fn(&QueueId) -> bool) -> Vec<QueueId> {
         .into_iter()
         .flatten()
         .filter(|env| !env.held && env.next_attempt.is_none_or(|t| t <= now()))
-        .filter(|env| !(env.queue_only && env.attempts == 0))
+        .filter(|env| queue_only_too || !(env.queue_only && env.attempts == 0))
         .filter_map(|env| QueueId::parse(&env.id))
         .filter(|id| wanted(id))
         .collect()
@@ -329,7 +337,7 @@ impl Run<'_> {
             let token = self.spool.queue_changed_token();
             let fresh = {
                 let tried = lock(&self.tried);
-                due_ids(&self.spool, |id| !tried.contains(id))
+                due_ids(&self.spool, false, |id| !tried.contains(id))
             };
             if !fresh.is_empty() {
                 lock(&self.tried).extend(fresh.iter().cloned());
