@@ -11,7 +11,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -858,11 +858,23 @@ fn a_sink_started_as_root_with_a_user_generates_its_certificate_and_serves_as_th
         "hostname = \"sink.test.example\"\n[log]\nsyslog = false\n[sink]\nuser = \"nobody\"\n",
     )
     .unwrap();
+    let state = dir.path().join("state");
+    let dir = std::sync::Arc::new(dir);
+    // Root without CAP_DAC_OVERRIDE, as the packaged unit starts it
+    // (CapabilityBoundingSet=): the state directory becomes nobody's
+    // 0750, so the certificate can only be made by nobody.
     let sink = Sink::start_in(
-        std::sync::Arc::new(dir),
+        dir.clone(),
         vec!["--listener".into(), "127.0.0.1:0=starttls".into()],
-        &[],
+        &["setpriv", "--bounding-set=-dac_override,-dac_read_search"],
     );
+    let key = std::fs::metadata(state.join("sink-key.pem")).unwrap();
+    assert_eq!(
+        key.uid(),
+        nobody.uid.as_raw(),
+        "the generated key is the sink user's"
+    );
+    assert_eq!(key.mode() & 0o777, 0o600);
     let out = std::process::Command::new("swaks")
         .args(["--server", &sink.addrs[0], "--tls", "--to", "a@example.net"])
         .output()

@@ -52,24 +52,30 @@ pub fn run(hostname: &str, settings: config::Sink, log: Logger) -> Result<Sysexi
         .map(crate::privilege::service_user)
         .transpose()?;
     if let Some(user) = &user {
-        // The certificate is generated there as root, and the index is
-        // written there after the switch.
+        // The generated certificate and the index are written there
+        // after the switch.
         crate::privilege::give_dir(&settings.state_dir, user)?;
     }
-    let tls = if settings.listeners.iter().any(|l| l.tls != SinkTls::None) {
-        let source = match (&settings.cert_file, &settings.key_file) {
-            (Some(cert), Some(key)) => tls::Source::Files { cert, key },
-            _ => tls::Source::Generated {
-                dir: &settings.state_dir,
-                hostname,
-            },
-        };
-        Some(
-            tls::server_config(source, settings.tls_min_version)
-                .map_err(|e| Failure::new(Sysexit::Config, format!("sink TLS: {e}")))?,
-        )
-    } else {
-        None
+    let tls_config = |source| {
+        tls::server_config(source, settings.tls_min_version)
+            .map_err(|e| Failure::new(Sysexit::Config, format!("sink TLS: {e}")))
+    };
+    let generated = || tls::Source::Generated {
+        dir: &settings.state_dir,
+        hostname,
+    };
+    // A certificate from files is read now, while the sink may still be
+    // root (its key may be root's alone). A generated one belongs in the
+    // state directory, which is the [sink] user's: it is made (and on
+    // later starts read back) by that user after the switch, since root
+    // without CAP_DAC_OVERRIDE (the packaged unit, or SELinux's sink
+    // domain) may not write into another user's 0750 directory.
+    let wants_tls = settings.listeners.iter().any(|l| l.tls != SinkTls::None);
+    let mut tls = match (&settings.cert_file, &settings.key_file) {
+        _ if !wants_tls => None,
+        (Some(cert), Some(key)) => Some(tls_config(tls::Source::Files { cert, key })?),
+        _ if user.is_none() => Some(tls_config(generated())?),
+        _ => None,
     };
     let mut bound = Vec::new();
     for listener in &settings.listeners {
@@ -85,6 +91,9 @@ pub fn run(hostname: &str, settings: config::Sink, log: Logger) -> Result<Sysexi
     }
     if let Some(user) = &user {
         crate::privilege::become_user(user)?;
+    }
+    if wants_tls && tls.is_none() {
+        tls = Some(tls_config(generated())?);
     }
     let store = store::open(&spec, &settings.state_dir).map_err(|e| {
         Failure::new(
