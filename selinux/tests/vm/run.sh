@@ -139,8 +139,8 @@ openssl x509 -req -in "$ca/lab.csr" -CA "$ca/ca.pem" -CAkey "$ca/ca.key" -CAcrea
     -days 30 -extfile "$ca/ext" -out "$ca/lab.pem" 2>/dev/null
 install -m 0644 "$ca/ca.pem" "$R/usr/local/share/ca-certificates/relaymail-vmtest.crt"
 in_root update-ca-certificates >/dev/null 2>&1
-install -m 0644 "$ca/lab.pem" "$R/etc/relaymail/sink-cert.pem"
-install -m 0600 "$ca/lab.key" "$R/etc/relaymail/sink-key.pem"
+install -m 0644 "$ca/lab.pem" "$R/etc/relaymail/sink-lab-cert.pem"
+install -m 0600 "$ca/lab.key" "$R/etc/relaymail/sink-lab-key.pem"
 install -m 0640 "$guest/lab-sink.toml" "$R/etc/relaymail/lab-sink.toml"
 in_root chgrp relaymail /etc/relaymail/lab-sink.toml
 # The lab sink keeps its state where an admin would label it with
