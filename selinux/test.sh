@@ -12,9 +12,11 @@
 # Installs what it needs with apt-get when run as root; as root, or with
 # CI set, a missing tool fails the run instead of skipping a step.
 #
-# Environment: RELAYMAIL_SELINUX_VM=0 skips step 5 (saying so);
-# RELAYMAIL_BIN is the binary for the guest (default: target/debug/relaymail,
-# built if missing).
+# Environment: RELAYMAIL_SELINUX_VM=0 skips step 5 (saying so); the guest
+# gets the Debian packages in target/packages when both are there
+# (scripts/test builds them first; RELAYMAIL_VM_PACKAGES=none ignores
+# them), else RELAYMAIL_BIN (default: target/debug/relaymail, built if
+# missing) and the tree's module.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -163,7 +165,14 @@ else
     if [ -z "${RELAYMAIL_BIN:-}" ] && [ ! -x "$bin" ]; then
         (cd "$repo" && cargo build --locked --quiet --bin relaymail)
     fi
-    "$here/tests/vm/run.sh" "$build" "$bin" || failed=1
+    # The built Debian packages when scripts/test made them (their units,
+    # drop-ins, module and maintainer scripts), else the binary.
+    packages=
+    if [ "${RELAYMAIL_VM_PACKAGES:-}" != none ] &&
+        ls "$repo"/target/packages/relaymail_*.deb "$repo"/target/packages/relaymail-selinux_*.deb >/dev/null 2>&1; then
+        packages=$repo/target/packages
+    fi
+    "$here/tests/vm/run.sh" "$build" "$bin" $packages || failed=1
 fi
 
 step "done"

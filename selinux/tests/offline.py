@@ -312,6 +312,11 @@ def main(policy_path, cil_path, redhat=False):
             allowed(ctx(domain), ctx(domain), cls, perms, f"{domain}: {why}")
         allowed(ctx(domain), obj("dns_port_t"), "tcp_socket", ["name_connect"], f"{domain}: DNS over TCP")
 
+    allowed(ctx("crond_t"), obj("relaymail_spool_t"), "dir", ["search"],
+            "cron may enter the relaymail account's home (the spool) before the cron fallback's job")
+    denied(ctx("crond_t"), obj("relaymail_spool_t"), "file", ["open", "read"],
+           "but not read the queue")
+
     print("== what the sink may do")
     for target, cls, perms, why in SINK_MAY:
         allowed(ctx("relaymail_sink_t"), obj(target), cls, perms, f"relaymail_sink_t: {why}")
@@ -370,11 +375,16 @@ def main(policy_path, cil_path, redhat=False):
     check("(typeattributeset cil_gen_require security_file_type)" in cil,
           "the credentials and the sink's key are security file types (no \"read all non-security files\" domain)")
     # init_t and initrc_t appear through init_daemon_domain (starting the
-    # two services), sysadm_t through relaymail_admin (administration):
-    # none of them for sending mail.
+    # two services), sysadm_t through relaymail_admin (administration),
+    # crond_t for the relaymail account's home: none of them for sending
+    # mail.
+    # crond_t may only search the spool (the relaymail account's home).
+    def cron_home(line):
+        return line.startswith("(allow crond_t relaymail_spool_t (dir (") and set(
+            line.split("(dir (")[1].split(")")[0].split()) <= {"getattr", "search", "open"}
     named = sorted({c for c, _, _ in CALLERS for line in cil.splitlines()
                     if line.startswith(f"(allow {c} ") and ("relaymail_" in line or "sendmail" in line)
-                    and c not in ("init_t", "initrc_t", "sysadm_t")})
+                    and c not in ("init_t", "initrc_t", "sysadm_t") and not cron_home(line)})
     check(not named, "no rule in the module gives a caller domain access to relaymail's files or binary",
           ", ".join(named))
 

@@ -8,9 +8,13 @@
 # check.py reads the serial console: every caller reached its domain,
 # every message arrived, and no AVC denial names relaymail.
 #
-# Usage: run.sh MODULE_DIR BINARY
-#   MODULE_DIR  holds relaymail.pp, relaymail_port.cil, relaymail_vmtest.pp
-#   BINARY      the relaymail binary to install (a Debian 12 build)
+# Usage: run.sh MODULE_DIR BINARY [PACKAGE_DIR]
+#   MODULE_DIR   holds relaymail.pp, relaymail_port.cil, relaymail_vmtest.pp
+#   BINARY       the relaymail binary to install (a Debian 12 build)
+#   PACKAGE_DIR  holds relaymail_*.deb and relaymail-selinux_*.deb: the
+#                guest gets them (their binary, units, drop-ins, module
+#                and maintainer scripts) instead of BINARY and MODULE_DIR's
+#                module
 # Environment:
 #   RELAYMAIL_VM_CACHE    where the base root (built once, by base.sh,
 #                         keyed by a hash of its inputs) and this run's
@@ -26,6 +30,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 modules=$(cd "$1" && pwd)
 binary=$2
+packages=
+if [ -n "${3:-}" ]; then
+    packages=$(cd "$3" && pwd)
+fi
 cache=${RELAYMAIL_VM_CACHE:-/var/tmp/relaymail-selinux-vm}
 timeout=${RELAYMAIL_VM_TIMEOUT:-480}
 start=$SECONDS
@@ -101,24 +109,58 @@ else
 fi
 in_root() { chroot "$R" "$@"; }
 
-# relaymail, as the README's source install does it.
-in_root groupadd --system relaymail
-if command -v objcopy >/dev/null; then
-    objcopy --strip-debug "$binary" "$R/usr/sbin/relaymail"
-else
-    cp "$binary" "$R/usr/sbin/relaymail"
-fi
-in_root chgrp relaymail /usr/sbin/relaymail
-chmod 2755 "$R/usr/sbin/relaymail"
-ln -sf relaymail "$R/usr/sbin/sendmail"
-ln -sf /usr/sbin/relaymail "$R/usr/lib/sendmail"
-ln -sf /usr/sbin/relaymail "$R/usr/bin/mailq"
-ln -sf /usr/sbin/relaymail "$R/usr/bin/newaliases"
-in_root install -d -m 0750 -g relaymail /etc/relaymail /etc/relaymail/conf.d
-in_root install -d -o root -g relaymail -m 2770 /var/spool/relaymail /var/spool/relaymail/tmp /var/spool/relaymail/queue
-in_root install -d -o root -g relaymail -m 0750 /var/log/relaymail
-in_root install -m 0660 -o root -g relaymail /dev/null /var/log/relaymail/relaymail.jsonl
 guest=$here/guest
+# relaymail: the built Debian packages (relaymail and relaymail-selinux,
+# as packaging/build-deb leaves them, scripts/test builds them first) or,
+# without them, BINARY installed as the README's source install does it
+# with the tree's module.
+packaged=
+if [ -n "$packages" ]; then
+    packaged=yes
+    cp "$packages"/relaymail_*.deb "$packages"/relaymail-selinux_*.deb "$R/tmp/"
+    # The placeholder MTA goes: relaymail is the mail-transport-agent now.
+    in_root dpkg --force-depends --purge relaymail-guest-mta >/dev/null
+    in_root env DEBIAN_FRONTEND=noninteractive sh -c 'dpkg -i /tmp/relaymail_*.deb /tmp/relaymail-selinux_*.deb' \
+        >"$run/dpkg.log" 2>&1 || {
+        cat "$run/dpkg.log" >&2
+        die "the packages do not install in the guest"
+    }
+    rm -f "$R"/tmp/relaymail*.deb
+    note "installed $(cd "$packages" && ls relaymail_*.deb relaymail-selinux_*.deb | tr '\n' ' ')"
+else
+    in_root groupadd --system relaymail
+    if command -v objcopy >/dev/null; then
+        objcopy --strip-debug "$binary" "$R/usr/sbin/relaymail"
+    else
+        cp "$binary" "$R/usr/sbin/relaymail"
+    fi
+    in_root chgrp relaymail /usr/sbin/relaymail
+    chmod 2755 "$R/usr/sbin/relaymail"
+    ln -sf relaymail "$R/usr/sbin/sendmail"
+    ln -sf /usr/sbin/relaymail "$R/usr/lib/sendmail"
+    ln -sf /usr/sbin/relaymail "$R/usr/bin/mailq"
+    ln -sf /usr/sbin/relaymail "$R/usr/bin/newaliases"
+    in_root install -d -m 0750 -g relaymail /etc/relaymail /etc/relaymail/conf.d
+    in_root install -d -o root -g relaymail -m 2770 /var/spool/relaymail /var/spool/relaymail/tmp /var/spool/relaymail/queue
+    in_root install -d -o root -g relaymail -m 0750 /var/log/relaymail
+    in_root install -m 0660 -o root -g relaymail /dev/null /var/log/relaymail/relaymail.jsonl
+    # The accounts and the sink's state directory, as the packages make them.
+    in_root useradd --system -g relaymail -d /var/spool/relaymail -s /usr/sbin/nologin relaymail
+    in_root useradd --system -U -d /var/lib/relaymail -s /usr/sbin/nologin relaymail-sink
+    in_root install -d -o relaymail-sink -g relaymail-sink -m 0750 /var/lib/relaymail
+    # The units from packaging/ (stand-ins without it), with the module's
+    # drop-ins that put them in their domains.
+    units=$here/../../../packaging/systemd
+    for unit in relaymail-sink.service relaymail-flush.service; do
+        if [ -f "$units/$unit" ]; then
+            install -m 0644 "$units/$unit" "$R/etc/systemd/system/$unit"
+        else
+            install -m 0644 "$guest/$unit" "$R/etc/systemd/system/$unit"
+        fi
+        install -D -m 0644 "$here/../../systemd/$unit.d/selinux.conf" "$R/etc/systemd/system/$unit.d/selinux.conf"
+    done
+    note "installed $binary as the source install does"
+fi
 install -m 0640 "$guest/relaymail.toml" "$R/etc/relaymail/relaymail.toml"
 echo "vmtest-secret" >"$R/etc/relaymail/credentials"
 chmod 0640 "$R/etc/relaymail/credentials"
@@ -149,28 +191,18 @@ install -d -m 0700 "$R/srv/relaymail-lab"
 printf '/srv/relaymail-lab(/.*)?\tsystem_u:object_r:relaymail_sink_store_t:s0\n' \
     >"$R/var/lib/selinux/default/active/file_contexts.local"
 
-# The units: the packaged ones when packaging/ has them, else stand-ins;
-# and the SELinux module's drop-ins that put them in their domains.
-units=$here/../../../packaging/systemd
-for unit in relaymail-sink.service relaymail-flush.service; do
-    if [ -f "$units/$unit" ]; then
-        install -m 0644 "$units/$unit" "$R/etc/systemd/system/$unit"
-        note "using packaging/systemd/$unit"
-    else
-        install -m 0644 "$guest/$unit" "$R/etc/systemd/system/$unit"
-    fi
-    install -D -m 0644 "$here/../../systemd/$unit.d/selinux.conf" "$R/etc/systemd/system/$unit.d/selinux.conf"
-done
 install -m 0644 "$guest/relaymail-vmtest-lab-sink.service" "$guest/relaymail-vmtest-service.service" \
     "$R/etc/systemd/system/"
 mkdir -p "$R/etc/systemd/system/multi-user.target.wants"
+# The packages install the sink disabled: enabled here, as an admin would.
 for unit in relaymail-sink.service relaymail-vmtest-lab-sink.service; do
-    ln -sf "/etc/systemd/system/$unit" "$R/etc/systemd/system/multi-user.target.wants/$unit"
+    for dir in /etc/systemd/system /lib/systemd/system; do
+        if [ -f "$R$dir/$unit" ]; then
+            ln -sf "$dir/$unit" "$R/etc/systemd/system/multi-user.target.wants/$unit"
+            break
+        fi
+    done
 done
-# The accounts and the sink's state directory, as packaging/ makes them.
-in_root useradd --system -g relaymail -d /var/spool/relaymail -s /usr/sbin/nologin relaymail
-in_root useradd --system -U -d /var/lib/relaymail -s /usr/sbin/nologin relaymail-sink
-in_root install -d -o relaymail-sink -g relaymail-sink -m 0750 /var/lib/relaymail
 
 # Test programs and the phase configurations.
 install -m 0755 "$guest/vmtest-send" "$guest/vmtest-cron-system" "$R/usr/local/bin/"
@@ -230,8 +262,13 @@ echo '/dev/vda / ext4 rw,relatime 0 1' >"$R/etc/fstab"
 sed -i 's/^SELINUX=.*/SELINUX=enforcing/' "$R/etc/selinux/config"
 
 # The module into the guest's policy store, then label everything, last.
-semodule -p "$R" -s default -n ${RELAYMAIL_VM_NO_DONTAUDIT:+-D} -i "$modules/relaymail.pp" -i "$modules/relaymail_port.cil" \
-    -i "$modules/relaymail_vmtest.pp" 2>&1 |
+# (The packages loaded theirs already: only the test module then.)
+if [ -n "$packaged" ]; then
+    load=(-i "$modules/relaymail_vmtest.pp")
+else
+    load=(-i "$modules/relaymail.pp" -i "$modules/relaymail_port.cil" -i "$modules/relaymail_vmtest.pp")
+fi
+semodule -p "$R" -s default -n ${RELAYMAIL_VM_NO_DONTAUDIT:+-D} "${load[@]}" 2>&1 |
     grep -v -e 'libsemanage.add_user: user .* not in password file' -e 'Invalid cross-device link' || true
 grep -q '^alice:user_u' "$R/etc/selinux/default/seusers" || die "the login mappings did not reach the guest policy"
 note "module linked into the guest policy"
