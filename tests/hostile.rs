@@ -22,226 +22,28 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{have, is_root, outcome, stderr, stdout, BIN};
+use common::system::{Host, ALICE};
+use common::{have, outcome, stderr, stdout};
 
 const SECRET: &str = "smarthost-Secret-4711";
 const SINK_SECRET: &str = "sink-user-Secret-0815";
-const ALICE: u32 = 47101;
-const BOB: u32 = 47102;
 
-/// Mounts the private view, adds the users, then becomes `$2` and runs
-/// the rest of the arguments with a bare environment. Exit 99: the
-/// namespace could not be set up.
-const SETUP: &str = r#"
-d=$1 user=$2; shift 2
-fail() { echo "namespace setup failed: $*" >&2; exit 99; }
-for m in /etc /var/spool /var/log; do
-    n=$(echo "$m" | tr / _)
-    mount -t overlay overlay -o "lowerdir=$m,upperdir=$d/ns/up$n,workdir=$d/ns/work$n" "$m" || fail "overlay on $m"
-done
-mkdir -p /etc/relaymail /var/spool/relaymail /var/log/relaymail || fail mkdir
-mount --bind "$d/etc" /etc/relaymail || fail "bind etc"
-mount --bind "$d/spool" /var/spool/relaymail || fail "bind spool"
-mount --bind "$d/log" /var/log/relaymail || fail "bind log"
-if ! grep -q '^alice:' /etc/passwd; then
-    echo "alice:x:47101:47101:Alice:$d/home/alice:/bin/sh" >> /etc/passwd
-    echo "bob:x:47102:47102:Bob:$d/home/bob:/bin/sh" >> /etc/passwd
-    echo "alice:x:47101:" >> /etc/group
-    echo "bob:x:47102:" >> /etc/group
-fi
-path="$d/prefix:/usr/bin:/bin"
-if [ "$user" = root ]; then
-    exec env -i PATH="$path" HOME=/root "$@"
-fi
-exec setpriv --reuid="$user" --regid="$user" --init-groups env -i PATH="$path" HOME="$d/home/$user" "$@"
-"#;
-
-struct Host {
-    dir: tempfile::TempDir,
-}
-
-impl Host {
-    /// The installed shape, or None (with a note) where it cannot be
-    /// made: not root, no relaymail group, or a nosuid temporary
-    /// filesystem.
-    fn new(smarthost: &str) -> Option<Host> {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return None;
-        }
-        if !have("unshare") || !have("setpriv") {
-            return None;
-        }
-        let group = nix::unistd::Group::from_name("relaymail").unwrap();
-        let Some(group) = group else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "no relaymail group (scripts/test creates it)"
-            );
-            eprintln!("skipped: no relaymail group (scripts/test creates it)");
-            return None;
-        };
-        let gid = group.gid;
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        assert!(
-            !d.starts_with("/etc") && !d.starts_with("/var/spool") && !d.starts_with("/var/log"),
-            "the test directory must lie outside the overlaid trees"
-        );
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        for sub in [
-            "ns/up_etc",
-            "ns/work_etc",
-            "ns/up_var_spool",
-            "ns/work_var_spool",
-            "ns/up_var_log",
-            "ns/work_var_log",
-            "prefix",
-            "etc",
-            "spool/tmp",
-            "spool/queue",
-            "log",
-            "home/alice",
-            "home/bob",
-        ] {
-            std::fs::create_dir_all(d.join(sub)).unwrap();
-        }
-        std::fs::set_permissions(d.join("ns"), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let chown = |path: &Path, uid: u32, group: u32, mode: u32| {
-            nix::unistd::chown(
-                path,
-                Some(nix::unistd::Uid::from_raw(uid)),
-                Some(nix::unistd::Gid::from_raw(group)),
-            )
-            .unwrap();
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-        };
-        // README's Install section.
-        let binary = d.join("prefix/relaymail");
-        std::fs::copy(BIN, &binary).unwrap();
-        chown(&binary, 0, gid.as_raw(), 0o2755);
-        for face in ["sendmail", "mailq"] {
-            std::os::unix::fs::symlink("relaymail", d.join("prefix").join(face)).unwrap();
-        }
-        chown(&d.join("etc"), 0, gid.as_raw(), 0o750);
-        for sub in ["spool", "spool/tmp", "spool/queue"] {
-            chown(&d.join(sub), 0, gid.as_raw(), 0o2770);
-        }
-        chown(&d.join("log"), 0, gid.as_raw(), 0o750);
-        chown(&d.join("home/alice"), ALICE, ALICE, 0o700);
-        chown(&d.join("home/bob"), BOB, BOB, 0o700);
-        std::fs::write(d.join("etc/credentials"), format!("{SECRET}\n")).unwrap();
-        chown(&d.join("etc/credentials"), 0, gid.as_raw(), 0o640);
-        std::fs::write(d.join("etc/aliases"), "postmaster: root\n").unwrap();
-        chown(&d.join("etc/aliases"), 0, 0, 0o644);
-        let config = format!(
-            "hostname = \"host.test.example\"\n{smarthost}\n[rewrite]\ndefault_domain = \"test.example\"\naliases_file = \"/etc/relaymail/aliases\"\n\n[log]\nsyslog = false\nfile = \"/var/log/relaymail/relaymail.jsonl\"\n\n[sink]\nauth = \"users\"\n\n[sink.users]\nsinkuser = \"{SINK_SECRET}\"\n"
-        );
-        std::fs::write(d.join("etc/relaymail.toml"), config).unwrap();
-        chown(&d.join("etc/relaymail.toml"), 0, gid.as_raw(), 0o640);
-        let host = Host { dir };
-        // Control: in this namespace the binary really gains the group
-        // (otherwise every refusal below would prove nothing).
-        let probe = host.run(
-            "alice",
-            &["sh", "-c", "cp /usr/bin/id \"$HOME/id\" && echo ok"],
-        );
-        assert!(probe.status.success(), "{}", stderr(&probe));
-        let id = host.path("home/alice/id");
-        chown(&id, 0, gid.as_raw(), 0o2755);
-        let nosuid = nix::sys::statvfs::statvfs(host.dir.path())
-            .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID));
-        if nosuid {
-            eprintln!("skipped: the temporary filesystem ignores setgid (nosuid)");
-            return None;
-        }
-        // Anything else that keeps the group from the binary is a failure,
-        // not a reason to skip.
-        let egid = host.run("alice", &[id.to_str().unwrap(), "-g"]);
-        assert_eq!(
-            stdout(&egid).trim(),
-            gid.to_string(),
-            "a setgid binary gains its group here: {}",
-            outcome(&egid)
-        );
-        Some(host)
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// `args` run as `user` inside the namespace.
-    fn command(&self, user: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new("unshare");
-        cmd.args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            SETUP,
-            "sh",
-        ])
-        .arg(self.dir.path())
-        .arg(user)
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, user: &str, args: &[&str]) -> Output {
-        let out = self.command(user, args).output().unwrap();
-        assert_ne!(out.status.code(), Some(99), "{}", outcome(&out));
-        out
-    }
-
-    fn shell(&self, user: &str, script: &str) -> Output {
-        self.run(user, &["sh", "-c", script])
-    }
-
-    /// Committed queue entries and their modes, as root sees them.
-    fn queue(&self) -> Vec<(String, u32, u32)> {
-        let mut all: Vec<(String, u32, u32)> = std::fs::read_dir(self.path("spool/queue"))
-            .unwrap()
-            .flatten()
-            .map(|e| {
-                let meta = e.metadata().unwrap();
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    meta.uid(),
-                    meta.mode() & 0o7777,
-                )
-            })
-            .collect();
-        all.sort();
-        all
-    }
-
-    fn queued_ids(&self) -> Vec<String> {
-        self.queue()
-            .into_iter()
-            .filter_map(|(name, _, _)| name.strip_suffix(".msg").map(String::from))
-            .collect()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(self.path("log/relaymail.jsonl")).unwrap_or_default()
-    }
-
-    /// The shared log as the package's logrotate `create` makes it.
-    fn create_log(&self) {
-        let path = self.path("log/relaymail.jsonl");
-        std::fs::write(&path, "").unwrap();
-        let gid = nix::unistd::Group::from_name("relaymail")
-            .unwrap()
-            .unwrap()
-            .gid;
-        nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(0)), Some(gid)).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
-    }
+/// The installed shape with `smarthost` in the system configuration, a
+/// root:relaymail 0640 credentials file holding SECRET, and a
+/// `[sink.users]` password (SINK_SECRET) in the configuration.
+fn installed(smarthost: &str) -> Option<Host> {
+    let config = format!(
+        "hostname = \"host.test.example\"\n{smarthost}\n[rewrite]\ndefault_domain = \"test.example\"\naliases_file = \"/etc/relaymail/aliases\"\n\n[log]\nsyslog = false\nfile = \"/var/log/relaymail/relaymail.jsonl\"\n\n[sink]\nauth = \"users\"\n\n[sink.users]\nsinkuser = \"{SINK_SECRET}\"\n"
+    );
+    let host = Host::new(&config)?;
+    host.install(
+        "credentials",
+        format!("{SECRET}\n").as_bytes(),
+        host.gid,
+        0o640,
+    );
+    host.install("aliases", b"postmaster: root\n", 0, 0o644);
+    Some(host)
 }
 
 fn assert_no_secret(out: &Output, what: &str) {
@@ -278,7 +80,7 @@ fn forged_index(target: &str) -> String {
 /// message with the relaymail group.
 #[test]
 fn sink_show_never_reads_secrets_through_a_forged_index() {
-    let Some(host) = Host::new("") else { return };
+    let Some(host) = installed("") else { return };
     let bob = host.shell(
         "bob",
         "printf 'Subject: mine\\n\\nbob-private-text\\n' | sendmail -odq bob@example.net",
@@ -416,7 +218,7 @@ fn alice_sink_stores(host: &Host, store: &str, body: &str) -> String {
 /// shared JSON log.
 #[test]
 fn a_users_sink_cannot_write_the_spool_or_forge_the_log() {
-    let Some(host) = Host::new("") else { return };
+    let Some(host) = installed("") else { return };
     host.create_log();
     let before = host.queue();
     let reply = alice_sink_stores(
@@ -543,7 +345,7 @@ fn the_callers_ssl_cert_file_is_not_trusted() {
         "[smarthost]\nhost = \"localhost\"\nport = {}\ntls = \"starttls\"\nauth = \"plain\"\nusername = \"alerts\"\npassword_file = \"/etc/relaymail/credentials\"\n",
         sink.port(0)
     );
-    let Some(host) = Host::new(&smarthost) else {
+    let Some(host) = installed(&smarthost) else {
         return;
     };
     host.create_log();
@@ -612,7 +414,7 @@ fn the_callers_ssl_cert_file_is_not_trusted() {
 /// submitter, and a submitter's umask never decides the spool's modes.
 #[test]
 fn modes_never_follow_the_submitters_umask_and_no_user_owns_the_log() {
-    let Some(host) = Host::new("") else { return };
+    let Some(host) = installed("") else { return };
     let log = host.path("log/relaymail.jsonl");
     let submit = |user: &str, umask: &str| {
         host.shell(
@@ -685,7 +487,7 @@ fn modes_never_follow_the_submitters_umask_and_no_user_owns_the_log() {
 /// setgid binary, and root never runs a command from a user's file.
 #[test]
 fn commands_come_only_from_configurations_no_one_else_can_change() {
-    let Some(host) = Host::new("") else { return };
+    let Some(host) = installed("") else { return };
     let marker = host.path("home/alice/ran");
     let fragment = format!(
         "[smarthost]\nhost = \"127.0.0.1\"\nport = 9\ntls = \"none\"\nusername = \"u\"\npassword_command = \"touch {}\"\n",
@@ -744,7 +546,7 @@ fn the_callers_path_home_tmpdir_and_ld_preload_have_no_effect() {
         "[smarthost]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nallow_cleartext_auth = true\nauth = \"plain\"\nusername = \"alerts\"\npassword_command = \"cat /etc/relaymail/credentials\"\n",
         sink.port(0)
     );
-    let Some(host) = Host::new(&smarthost) else {
+    let Some(host) = installed(&smarthost) else {
         return;
     };
     let home = host.path("home/alice");
@@ -834,7 +636,7 @@ fn walk_chown(dir: &Path, uid: u32) {
 /// caller's, where it must succeed, so it can tell the difference.
 #[test]
 fn a_blocked_setgid_submission_hides_its_memory_and_leaves_no_core() {
-    let Some(host) = Host::new("") else { return };
+    let Some(host) = installed("") else { return };
     let script = r#"
         cd ~ && mkdir -p cores && cd cores && ulimit -c unlimited 2>/dev/null
         probe() { # pid label
@@ -902,7 +704,7 @@ fn a_blocked_setgid_submission_hides_its_memory_and_leaves_no_core() {
 #[test]
 fn doctor_names_each_wrong_owner_group_and_mode_with_its_fix() {
     let smarthost = "[smarthost]\nhost = \"127.0.0.1\"\nport = 9\ntls = \"none\"\nusername = \"alerts\"\npassword_file = \"/etc/relaymail/credentials\"\n";
-    let Some(host) = Host::new(smarthost) else {
+    let Some(host) = installed(smarthost) else {
         return;
     };
     host.create_log();
@@ -974,7 +776,7 @@ fn doctor_names_each_wrong_owner_group_and_mode_with_its_fix() {
 /// system secret sent to a server of their choice.
 #[test]
 fn a_users_own_configuration_reaches_neither_the_spool_nor_the_system_secret() {
-    let Some(host) = Host::new("") else { return };
+    let Some(host) = installed("") else { return };
     let root = host.shell(
         "root",
         "printf 'Subject: root\\n\\nbob-private-text\\n' | sendmail -odq admin@example.net",
@@ -1061,7 +863,7 @@ fn a_users_own_configuration_reaches_neither_the_spool_nor_the_system_secret() {
 /// shared log is missing) cannot land in a queued file.
 #[test]
 fn closed_standard_descriptors_never_become_spool_files() {
-    let Some(host) = Host::new("") else { return };
+    let Some(host) = installed("") else { return };
     let out = host.shell(
         "alice",
         "printf 'Subject: fds\\n\\nbody\\n' | sendmail -odq bob@example.net >&- 2>&-; echo status $?",

@@ -737,7 +737,7 @@ fn the_sink_takes_xoauth2_and_oauthbearer_and_records_the_user_and_a_token_diges
 /// refresh token.
 #[test]
 fn system_mode_keeps_the_tokens_where_no_user_reaches_and_any_delivery_refreshes_them() {
-    use authserver::system::{Host, ALICE};
+    use common::system::{Host, ALICE};
     let server = AuthServer::start();
     server.with(|s| {
         s.lifetime = 0;
@@ -752,15 +752,21 @@ fn system_mode_keeps_the_tokens_where_no_user_reaches_and_any_delivery_refreshes
         server.url("/token"),
         server.url("/devicecode"),
     );
-    let Some(host) = Host::new(
-        &config,
-        &[
-            ("sink-cert.pem", sink_cert.as_path()),
-            ("oauth2-ca.pem", server.ca_file.as_path()),
-        ],
-    ) else {
+    let Some(host) = Host::new(&config) else {
         return;
     };
+    host.install(
+        "sink-cert.pem",
+        &std::fs::read(&sink_cert).unwrap(),
+        0,
+        0o644,
+    );
+    host.install(
+        "oauth2-ca.pem",
+        &std::fs::read(&server.ca_file).unwrap(),
+        0,
+        0o644,
+    );
     let token = server.mint_refresh_token();
     let login = format!("printf '%s\\n' {token} | relaymail oauth2 login --refresh-token-stdin");
     let refused = host.shell("alice", &login);

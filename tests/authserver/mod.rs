@@ -18,8 +18,6 @@
     clippy::indexing_slicing
 )]
 
-pub mod system;
-
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

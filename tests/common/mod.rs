@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 pub mod sink;
+pub mod system;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_relaymail");
 
