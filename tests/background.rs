@@ -144,3 +144,53 @@ fn a_runner_leaves_queue_only_mail_to_the_queue_run() {
     assert_exit(&out, 0, &env, "the queue run");
     assert_eq!(sink.event()["subject"], "queue only");
 }
+
+/// `-odi` delivers in the foreground and reports the outcome, so a runner
+/// lingering at the same moment must not take the message from under it
+/// (the submitter would then report 75 for mail that was sent). Made
+/// deterministic by an -odi submission whose own delivery cannot start
+/// (its configuration names a missing password file): the message stays
+/// untried, and the lingering runner must leave it.
+#[test]
+fn a_lingering_runner_leaves_an_interactive_submission_to_its_submitter() {
+    let sink = Sink::start(&["--listen", "127.0.0.1:0"]);
+    let env = relay_env(&sink, "3s");
+    let broken = env.path("broken.toml");
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        "tls = \"none\"\n",
+        &format!(
+            "tls = \"none\"\nallow_cleartext_auth = true\nusername = \"u\"\npassword_file = {:?}\n",
+            env.path("missing").display().to_string()
+        ),
+    );
+    std::fs::write(&broken, text).unwrap();
+    let out = env.sendmail(&["x@example.net"], "Subject: starts a runner\n\nb\n");
+    assert_exit(&out, 0, &env, "-odb");
+    assert_eq!(sink.event()["subject"], "starts a runner");
+    let out = run_with_stdin(
+        env.cmd("sendmail")
+            .env("RELAYMAIL_CONFIG", &broken)
+            .args(["-odi", "y@example.net"]),
+        b"Subject: interactive\n\nb\n",
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", outcome(&out));
+    // Wait for the runner to end: it holds runner.0 until then.
+    let slot = std::fs::File::open(env.spool.join("runner.0")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(nix::fcntl::Flock::lock(slot, nix::fcntl::FlockArg::LockExclusive).is_ok());
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)),
+        Ok(true),
+        "the runner ends"
+    );
+    sink.no_event();
+    let left = env.only_message();
+    assert!(left.text().contains("Subject: interactive"));
+    assert_eq!(
+        left.env_value("attempts").unwrap().as_integer(),
+        Some(0),
+        "untried"
+    );
+}

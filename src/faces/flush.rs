@@ -132,8 +132,9 @@ pub fn background(
 }
 
 /// What a background runner may take: due, not held, accepted by
-/// `wanted`, and (unless `queue_only_too`) not queued with -odq and still
-/// untried, which waits for the queue run.
+/// `wanted`, and, while still untried, not queued with -odi (its
+/// submitter delivers it) nor (unless `queue_only_too`) with -odq (it
+/// waits for the queue run).
 fn due_ids(spool: &Spool, queue_only_too: bool, wanted: impl Fn(&QueueId) -> bool) -> Vec<QueueId> {
     let Ok(entries) = spool.list() else {
         return Vec::new();
@@ -142,7 +143,10 @@ fn due_ids(spool: &Spool, queue_only_too: bool, wanted: impl Fn(&QueueId) -> boo
         .into_iter()
         .flatten()
         .filter(|env| !env.held && env.next_attempt.is_none_or(|t| t <= now()))
-        .filter(|env| queue_only_too || !(env.queue_only && env.attempts == 0))
+        .filter(|env| {
+            let left_to_others = env.interactive || (env.queue_only && !queue_only_too);
+            env.attempts > 0 || !left_to_others
+        })
         .filter_map(|env| QueueId::parse(&env.id))
         .filter(|id| wanted(id))
         .collect()

@@ -105,6 +105,7 @@ pub fn submit(
     envelope.message_id = message_id.clone();
     envelope.dsn = dsn(inv);
     envelope.queue_only = inv.delivery == crate::cli::sendmail::DeliveryMode::QueueOnly;
+    envelope.interactive = inv.delivery == crate::cli::sendmail::DeliveryMode::Interactive;
     // Let go of the lock at once: a background runner may take it now.
     drop(draft.commit(&envelope)?);
 

@@ -32,6 +32,11 @@ pub struct Envelope {
     /// (`flush`, the timer) until it has been tried once.
     #[serde(default)]
     pub queue_only: bool,
+    /// Queued with -odi: its submitter delivers it and reports the
+    /// outcome, so background runners leave it alone until it has been
+    /// tried once.
+    #[serde(default)]
+    pub interactive: bool,
     #[serde(default)]
     pub attempts: u32,
     pub last_attempt: Option<i64>,
@@ -102,6 +107,7 @@ impl Envelope {
             held: false,
             is_bounce: false,
             queue_only: false,
+            interactive: false,
             attempts: 0,
             last_attempt: None,
             next_attempt: None,
