@@ -131,6 +131,29 @@ impl Drop for Secret {
     }
 }
 
+/// One secret typed or piped in (`what` names it in the error): the line
+/// without its line ending; an empty one is refused (exit 65).
+pub fn secret_line(mut line: String, what: &str) -> Result<Secret, Failure> {
+    while line.ends_with(['\n', '\r']) {
+        line.pop();
+    }
+    if line.is_empty() {
+        return Err(Failure::new(
+            Sysexit::DataErr,
+            format!("no {what} given (the line is empty); nothing stored"),
+        ));
+    }
+    Ok(Secret::new(line))
+}
+
+/// The first line of standard input as a secret.
+pub fn secret_from_stdin(what: &str) -> Result<Secret, Failure> {
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::stdin().lock(), &mut line)
+        .map_err(|e| Failure::new(Sysexit::IoErr, format!("cannot read standard input: {e}")))?;
+    secret_line(line, what)
+}
+
 /// Who may own a configuration that names a command or a private key:
 /// root alone for root and the setgid binary (they act for others), else
 /// root or the caller.

@@ -27,7 +27,11 @@ pub fn run(
     match action {
         CredentialsAction::Set { entry, stdin } => {
             let key = key(config, &entry)?;
-            let secret = if stdin { from_stdin()? } else { ask(&key)? };
+            let secret = if stdin {
+                crate::creds::secret_from_stdin("password")?
+            } else {
+                ask(&key)?
+            };
             let (stored, failed) = keyring::set(&key, &secret);
             for (store, why) in &failed {
                 writeln!(out, "not stored in {}: {why}", store.name()).map_err(output)?;
@@ -155,28 +159,6 @@ fn hint(config: &Config, key: &KeyringEntry, out: &mut impl Write) -> Result<(),
     Ok(())
 }
 
-fn from_stdin() -> Result<Secret, Failure> {
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Failure::new(Sysexit::IoErr, format!("cannot read standard input: {e}")))?;
-    nonempty(line)
-}
-
-fn nonempty(mut line: String) -> Result<Secret, Failure> {
-    while line.ends_with(['\n', '\r']) {
-        line.pop();
-    }
-    if line.is_empty() {
-        return Err(Failure::new(
-            Sysexit::DataErr,
-            "the password is empty; nothing stored",
-        ));
-    }
-    Ok(Secret::new(line))
-}
-
 /// Asks on the terminal with echo off, twice.
 fn ask(key: &KeyringEntry) -> Result<Secret, Failure> {
     let tty = std::fs::OpenOptions::new()
@@ -223,5 +205,5 @@ fn read_hidden(tty: &std::fs::File, prompt: &str) -> Result<Secret, Failure> {
     let restored = tcsetattr(tty, SetArg::TCSADRAIN, &saved);
     read.map_err(io)?;
     restored.map_err(|e| io(e.into()))?;
-    nonempty(line)
+    crate::creds::secret_line(line, "password")
 }

@@ -4,11 +4,10 @@
 //! which token is held and until when, and forgetting it. No token or
 //! secret is ever printed.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 use crate::cli::OAuth2Action;
 use crate::config::{Config, Mode, OAuth2, OAuth2Flow, Smarthost};
-use crate::creds::Secret;
 use crate::log::{event, Event, Logger, Severity};
 use crate::oauth2::{self, device, http::Http, Tokens};
 use crate::sysexits::{Failure, Sysexit};
@@ -39,7 +38,7 @@ pub fn run(
                 return client_credentials(config, host, settings, out);
             }
             let issued = if refresh_token_stdin {
-                let token = from_stdin()?;
+                let token = crate::creds::secret_from_stdin("refresh token")?;
                 oauth2::redeem(settings, config.mode, &token)?
             } else {
                 device_login(config, settings, &username, out)?
@@ -309,22 +308,6 @@ fn status_json(
     } else {
         Sysexit::Unavailable
     })
-}
-
-fn from_stdin() -> Result<Secret, Failure> {
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Failure::new(Sysexit::IoErr, format!("cannot read standard input: {e}")))?;
-    let token = line.trim().to_string();
-    if token.is_empty() {
-        return Err(Failure::new(
-            Sysexit::DataErr,
-            "no refresh token on standard input; nothing stored",
-        ));
-    }
-    Ok(Secret::new(token))
 }
 
 /// "2026-12-03 11:00:00 UTC".

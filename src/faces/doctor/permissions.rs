@@ -10,34 +10,13 @@ use crate::config::oauth2::ClientSecret;
 use crate::config::{Config, Mode};
 use crate::spool::GROUP;
 
-/// What a path should look like in system mode.
-struct Want {
-    /// Mode bits, including setgid where it matters.
-    mode: u32,
-    /// Whether the relaymail group must own it.
-    group: bool,
-}
-
-const CONFIG: Want = Want {
-    mode: 0o640,
-    group: true,
-};
-const SECRET: Want = Want {
-    mode: 0o640,
-    group: true,
-};
-const SPOOL_DIR: Want = Want {
-    mode: 0o2770,
-    group: true,
-};
-const LOG_FILE: Want = Want {
-    mode: 0o660,
-    group: true,
-};
-const BINARY: Want = Want {
-    mode: 0o2755,
-    group: true,
-};
+/// The mode each installed path has in system mode; all of them are
+/// root's, group relaymail (packaging/README.md).
+const CONFIG: u32 = 0o640;
+const SECRET: u32 = 0o640;
+const SPOOL_DIR: u32 = 0o2770;
+const LOG_FILE: u32 = 0o660;
+const BINARY: u32 = 0o2755;
 
 pub(super) fn check(config: &Config, report: &mut Report) {
     match config.mode {
@@ -74,7 +53,7 @@ fn system(config: &Config, report: &mut Report) {
                 format!("chown root {0} && chmod go-w {0}", path.display()),
             );
         } else {
-            shape("permissions", "configuration", file, &CONFIG, gid, report);
+            shape("permissions", "configuration", file, CONFIG, gid, report);
         }
     }
     if let Some(host) = &config.smarthost {
@@ -83,7 +62,7 @@ fn system(config: &Config, report: &mut Report) {
             ("client_key", &host.client_key),
         ] {
             if let Some(path) = path {
-                shape("permissions", what, path, &SECRET, gid, report);
+                shape("permissions", what, path, SECRET, gid, report);
             }
         }
         if let Some(oauth2) = &host.oauth2 {
@@ -92,7 +71,7 @@ fn system(config: &Config, report: &mut Report) {
                     "permissions",
                     "client_secret_file",
                     path,
-                    &SECRET,
+                    SECRET,
                     gid,
                     report,
                 );
@@ -112,12 +91,12 @@ fn system(config: &Config, report: &mut Report) {
         );
     } else {
         for dir in [root.clone(), root.join("tmp"), root.join("queue")] {
-            shape("spool", "spool directory", &dir, &SPOOL_DIR, gid, report);
+            shape("spool", "spool directory", &dir, SPOOL_DIR, gid, report);
         }
     }
     if let Some(log) = &config.log.file {
         if log.exists() {
-            shape("log", "JSON log", log, &LOG_FILE, gid, report);
+            shape("log", "JSON log", log, LOG_FILE, gid, report);
         } else {
             report.with_fix(
                 "log",
@@ -154,7 +133,7 @@ fn token_cache(cache: &Path, gid: u32, report: &mut Report) {
         "oauth2",
         "OAuth2 state directory",
         dir,
-        &SPOOL_DIR,
+        SPOOL_DIR,
         gid,
         report,
     );
@@ -212,13 +191,13 @@ fn binary(exe: &Path, gid: u32, report: &mut Report) {
             fix,
         );
     } else {
-        shape("binary", "binary", exe, &BINARY, gid, report);
+        shape("binary", "binary", exe, BINARY, gid, report);
     }
 }
 
 /// Compares owner (root), group and mode with `want`: OK, or FAIL with
 /// the chown/chmod that makes it so.
-fn shape(step: &'static str, what: &str, path: &Path, want: &Want, gid: u32, report: &mut Report) {
+fn shape(step: &'static str, what: &str, path: &Path, want: u32, gid: u32, report: &mut Report) {
     let Ok(meta) = std::fs::metadata(path) else {
         report.fail(
             step,
@@ -232,11 +211,11 @@ fn shape(step: &'static str, what: &str, path: &Path, want: &Want, gid: u32, rep
     if meta.uid() != 0 {
         wrong.push(format!("owner uid {} (want root)", meta.uid()));
     }
-    if want.group && meta.gid() != gid {
+    if meta.gid() != gid {
         wrong.push(format!("group gid {} (want {GROUP})", meta.gid()));
     }
-    if mode != want.mode {
-        wrong.push(format!("mode {mode:04o} (want {:04o})", want.mode));
+    if mode != want {
+        wrong.push(format!("mode {mode:04o} (want {:04o})", want));
     }
     if wrong.is_empty() {
         report.add(
@@ -252,7 +231,7 @@ fn shape(step: &'static str, what: &str, path: &Path, want: &Want, gid: u32, rep
         format!(
             "chown root:{GROUP} {0} && chmod {1:o} {0}",
             path.display(),
-            want.mode
+            want
         ),
     );
 }
