@@ -857,32 +857,3 @@ fn a_users_own_configuration_reaches_neither_the_spool_nor_the_system_secret() {
         outcome(&out)
     );
 }
-
-/// Started with stdout and stderr closed, the setgid binary never lets a
-/// spool file take descriptor 1 or 2: the warning it prints (here: the
-/// shared log is missing) cannot land in a queued file.
-#[test]
-fn closed_standard_descriptors_never_become_spool_files() {
-    let Some(host) = installed("") else { return };
-    let out = host.shell(
-        "alice",
-        "printf 'Subject: fds\\n\\nbody\\n' | sendmail -odq bob@example.net >&- 2>&-; echo status $?",
-    );
-    assert!(stdout(&out).contains("status 0"), "{}", outcome(&out));
-    let ids = host.queued_ids();
-    assert_eq!(ids.len(), 1);
-    for ext in ["msg", "env"] {
-        // No .env until the state changes.
-        let Ok(text) = std::fs::read_to_string(host.path(&format!("spool/queue/{}.{ext}", ids[0])))
-        else {
-            continue;
-        };
-        assert!(!text.contains("warning"), "{ext}: {text}");
-    }
-    let file = std::fs::read(host.path(&format!("spool/queue/{}.msg", ids[0]))).unwrap();
-    let msg = String::from_utf8(common::split_queue_file(&file).0).unwrap();
-    assert!(
-        msg.contains("Subject: fds") && msg.ends_with("body\r\n"),
-        "{msg}"
-    );
-}
