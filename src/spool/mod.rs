@@ -132,7 +132,6 @@ pub struct Spool {
     root: PathBuf,
     tmp: PathBuf,
     queue: PathBuf,
-    file_mode: u32,
     mode: Mode,
 }
 
@@ -140,15 +139,14 @@ impl Spool {
     /// Opens the spool, creating its directories when missing: 0700 for a
     /// user, root:relaymail 2770 in system mode (root only).
     pub fn open(root: &Path, mode: Mode) -> Result<Spool, Error> {
-        let (dir_mode, file_mode) = match mode {
-            Mode::User => (0o700, 0o600),
-            Mode::System => (0o2770, 0o640),
+        let dir_mode = match mode {
+            Mode::User => 0o700,
+            Mode::System => 0o2770,
         };
         let spool = Spool {
             root: root.to_path_buf(),
             tmp: root.join("tmp"),
             queue: root.join("queue"),
-            file_mode,
             mode,
         };
         for dir in [&spool.root, &spool.tmp, &spool.queue] {
@@ -197,6 +195,15 @@ impl Spool {
         Ok(spool)
     }
 
+    /// Queue files: the user's alone, or readable by the relaymail group
+    /// (other users' mailq and flush) in system mode.
+    fn file_mode(&self) -> u32 {
+        match self.mode {
+            Mode::User => 0o600,
+            Mode::System => 0o640,
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -237,13 +244,13 @@ impl Spool {
             let file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(self.file_mode)
+                .mode(self.file_mode())
                 .open(&path);
             match file {
                 Ok(file) => {
                     // The mode is the spool's, whatever the submitter's
                     // umask: other users' mailq and flush read it.
-                    file.set_permissions(fs::Permissions::from_mode(self.file_mode))
+                    file.set_permissions(fs::Permissions::from_mode(self.file_mode()))
                         .map_err(io_err("set the mode of", &path))?;
                     let lock = lock(file, &path)?.ok_or_else(|| Error::Busy(id.clone()))?;
                     // Same open file description: the flock covers both.
@@ -550,9 +557,9 @@ impl Spool {
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .mode(self.file_mode)
+                .mode(self.file_mode())
                 .open(&path)?;
-            file.set_permissions(fs::Permissions::from_mode(self.file_mode))?;
+            file.set_permissions(fs::Permissions::from_mode(self.file_mode()))?;
             file.write_all(text.as_bytes())?;
             file.sync_data()
         })();
