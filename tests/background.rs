@@ -13,6 +13,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::sink::Sink;
@@ -193,4 +194,66 @@ fn a_lingering_runner_leaves_an_interactive_submission_to_its_submitter() {
         Some(0),
         "untried"
     );
+}
+
+/// A lingering runner looks at the queue again whenever it changes. A
+/// backlog it has already judged (here held messages) is not read again
+/// each time: with a large queue, every new submission would otherwise
+/// cost the runner a read of every envelope.
+#[test]
+fn a_lingering_runner_reads_a_held_backlog_once_not_at_every_submission() {
+    if !have("strace") {
+        return;
+    }
+    let sink = Sink::start(&["--listen", "127.0.0.1:0"]);
+    // One runner slot: every later submission is left to the traced runner.
+    let env = Env::with(&format!(
+        "[smarthost]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nconnections = 1\nsession_linger = \"3s\"\n",
+        sink.port(0)
+    ));
+    for i in 0..20 {
+        let out = env.sendmail(
+            &["-odq", "h@example.net"],
+            &format!("Subject: held {i}\n\nh\n"),
+        );
+        assert_exit(&out, 0, &env, "-odq");
+    }
+    let held: Vec<String> = env.queued().into_iter().map(|q| q.id).collect();
+    let mut hold = vec!["queue", "hold"];
+    hold.extend(held.iter().map(String::as_str));
+    assert_exit(&env.run("relaymail", &hold, b""), 0, &env, "hold");
+
+    let trace = env.path("trace");
+    let sendmail = env.cmd("sendmail");
+    let mut traced = Command::new("strace");
+    traced
+        .args(["-f", "-qq", "-e", "trace=openat", "-o"])
+        .arg(&trace)
+        .arg(sendmail.get_program())
+        .arg("x@example.net")
+        .env_clear()
+        .envs(sendmail.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    // strace ends with the last process it follows: the runner.
+    let runner = std::thread::spawn(move || run_with_stdin(&mut traced, b"Subject: new 0\n\nb\n"));
+    assert_eq!(sink.event()["subject"], "new 0");
+    let later = 10;
+    for i in 1..=later {
+        let out = env.sendmail(&["x@example.net"], &format!("Subject: new {i}\n\nb\n"));
+        assert_exit(&out, 0, &env, "a later submission");
+        assert_eq!(sink.event()["subject"], format!("new {i}"));
+    }
+    let out = runner.join().unwrap();
+    assert_exit(&out, 0, &env, "the traced submission and its runner");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    for id in &held {
+        // One look reads the state file (or the queue file when there is
+        // none): two looks, start and end, are the most expected.
+        let opens = text.lines().filter(|l| l.contains(id.as_str())).count();
+        assert!(
+            (1..=4).contains(&opens),
+            "held message {id} opened {opens} times by a runner that took {later} new messages:\n{text}"
+        );
+    }
+    assert_eq!(env.queued().len(), held.len(), "the held messages stay");
+    sink.no_event();
 }

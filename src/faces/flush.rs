@@ -85,7 +85,8 @@ pub fn background(
     };
     let spool = Spool::open(&config.spool_dir, config.mode)?;
     let mut total = Summary::default();
-    let mut tried: HashSet<QueueId> = HashSet::new();
+    // Every message a round took or looked at: not read again.
+    let mut seen: HashSet<QueueId> = HashSet::new();
     let mut ids = ids;
     loop {
         let slot = match spool.runner_slot(host.connections) {
@@ -109,54 +110,77 @@ pub fn background(
         // too (a host without a timer still moves); what is queued while
         // it lingers comes from `refill`, which leaves -odq mail alone.
         let mut start = std::mem::take(&mut ids);
-        let due_now = due_ids(&spool, true, |id| {
-            !tried.contains(id) && !start.contains(id)
-        });
-        start.extend(due_now);
+        let due_now = scan(&spool, true, |id| !seen.contains(id) && !start.contains(id));
+        start.extend(due_now.take);
+        seen.extend(due_now.pass);
+        if start.is_empty() {
+            // Taken by someone else meanwhile; an empty list would mean
+            // "everything" to the flush.
+            return Ok(total);
+        }
         let options = Options {
             due_only: true,
             ids: start,
             linger: Some(host.session_linger),
         };
-        let (summary, seen) = flush_tracked(config, &options, log)?;
+        let (summary, looked_at) = flush_tracked(config, &options, log)?;
         total.add(&summary);
-        tried.extend(seen);
+        seen.extend(looked_at);
         drop(slot);
         // Queued after the runner's last look, while the slot still
         // seemed taken: that submitter left its message to us.
-        let waiting = due_ids(&spool, false, |id| !tried.contains(id));
-        if waiting.is_empty() {
+        let waiting = scan(&spool, false, |id| !seen.contains(id));
+        if waiting.take.is_empty() {
             return Ok(total);
         }
     }
 }
 
-/// What a background runner may take: due, not held, accepted by
-/// `wanted`, and, while still untried, not queued with -odi (its
+/// A background runner's look at the queue. Only the envelopes of ids
+/// `unseen` accepts are read: a lingering runner looks again at every
+/// change of the queue directory, and a large backlog it has already
+/// judged must not be read again each time.
+struct Scan {
+    /// What the runner may take now (see `takeable`), oldest first.
+    take: Vec<QueueId>,
+    /// Read and left alone (or unreadable). The same runner does not look
+    /// at them again: a hold released or a retry coming due meanwhile
+    /// waits for the next run.
+    pass: Vec<QueueId>,
+}
+
+fn scan(spool: &Spool, queue_only_too: bool, unseen: impl Fn(&QueueId) -> bool) -> Scan {
+    let mut scan = Scan {
+        take: Vec::new(),
+        pass: Vec::new(),
+    };
+    let Ok(ids) = spool.ids() else {
+        return scan;
+    };
+    for id in ids.into_iter().filter(|id| unseen(id)) {
+        match spool.read(&id) {
+            Ok(env) if takeable(&env, queue_only_too) => scan.take.push(id),
+            _ => scan.pass.push(id),
+        }
+    }
+    scan
+}
+
+/// Due, not held and, while still untried, not queued with -odi (its
 /// submitter delivers it) nor (unless `queue_only_too`) with -odq (it
 /// waits for the queue run).
-fn due_ids(spool: &Spool, queue_only_too: bool, wanted: impl Fn(&QueueId) -> bool) -> Vec<QueueId> {
-    let Ok(entries) = spool.list() else {
-        return Vec::new();
-    };
-    entries
-        .into_iter()
-        .flatten()
-        .filter(|env| !env.held && env.next_attempt.is_none_or(|t| t <= now()))
-        .filter(|env| {
-            let left_to_others = env.interactive || (env.queue_only && !queue_only_too);
-            env.attempts > 0 || !left_to_others
-        })
-        .filter_map(|env| QueueId::parse(&env.id))
-        .filter(|id| wanted(id))
-        .collect()
+fn takeable(env: &Envelope, queue_only_too: bool) -> bool {
+    let due = !env.held && env.next_attempt.is_none_or(|t| t <= now());
+    let left_to_others = env.interactive || (env.queue_only && !queue_only_too);
+    due && (env.attempts > 0 || !left_to_others)
 }
 
 pub fn flush(config: &Config, options: &Options, log: &mut Logger) -> Result<Summary, Failure> {
     flush_tracked(config, options, log).map(|(summary, _)| summary)
 }
 
-/// `flush`, also returning every message the run tried (or found busy).
+/// `flush`, also returning every message the run tried or, as a runner,
+/// looked at and left (not those it found locked at the end).
 fn flush_tracked(
     config: &Config,
     options: &Options,
@@ -216,6 +240,7 @@ fn flush_tracked(
         refilling: Mutex::new(()),
         idle_over: AtomicBool::new(false),
         busy: Mutex::new(Vec::new()),
+        passed: Mutex::new(HashSet::new()),
     };
     let results: Vec<Result<Summary, Failure>> = std::thread::scope(|scope| {
         let helpers: Vec<_> = (1..workers).map(|_| scope.spawn(|| run.work())).collect();
@@ -236,12 +261,13 @@ fn flush_tracked(
         total.add(&result?);
     }
     synced?;
-    let mut tried = std::mem::take(&mut *lock(&run.tried));
+    let mut seen = std::mem::take(&mut *lock(&run.tried));
+    seen.extend(std::mem::take(&mut *lock(&run.passed)));
     // Still locked by someone else at the end: not taken by this run.
     for id in lock(&run.busy).iter() {
-        tried.remove(id);
+        seen.remove(id);
     }
-    Ok((total, tried))
+    Ok((total, seen))
 }
 
 impl Summary {
@@ -282,6 +308,8 @@ struct Run<'a> {
     idle_over: AtomicBool,
     /// Messages a runner found locked, to try again shortly.
     busy: Mutex<Vec<QueueId>>,
+    /// Messages a runner's refill read and left (`Scan::pass`).
+    passed: Mutex<HashSet<QueueId>>,
 }
 
 /// What a worker does after an attempt.
@@ -341,8 +369,13 @@ impl Run<'_> {
             let token = self.spool.queue_changed_token();
             let fresh = {
                 let tried = lock(&self.tried);
-                due_ids(&self.spool, false, |id| !tried.contains(id))
+                let passed = lock(&self.passed);
+                scan(&self.spool, false, |id| {
+                    !tried.contains(id) && !passed.contains(id)
+                })
             };
+            lock(&self.passed).extend(fresh.pass);
+            let fresh = fresh.take;
             if !fresh.is_empty() {
                 lock(&self.tried).extend(fresh.iter().cloned());
                 lock(&self.queue).extend(fresh);

@@ -278,6 +278,18 @@ impl Spool {
     /// Every committed message's envelope, oldest first. Unreadable entries
     /// are returned as errors alongside, never hiding the rest.
     pub fn list(&self) -> Result<Vec<Result<Envelope, Error>>, Error> {
+        // Gone meanwhile (delivered) or never committed: not queued.
+        Ok(self
+            .ids()?
+            .iter()
+            .map(|id| self.read(id))
+            .filter(|r| !matches!(r, Err(Error::NotFound(_))))
+            .collect())
+    }
+
+    /// The ids in `queue/`, oldest first, from the directory alone: no
+    /// envelope is read.
+    pub fn ids(&self) -> Result<Vec<QueueId>, Error> {
         let mut ids = Vec::new();
         for entry in
             fs::read_dir(&self.queue).map_err(io_err("read the queue directory", &self.queue))?
@@ -292,12 +304,7 @@ impl Spool {
             }
         }
         ids.sort();
-        // Gone meanwhile (delivered) or never committed: not queued.
-        Ok(ids
-            .iter()
-            .map(|id| self.read(id))
-            .filter(|r| !matches!(r, Err(Error::NotFound(_))))
-            .collect())
+        Ok(ids)
     }
 
     /// The current envelope: `.env` once the state changed, else the
