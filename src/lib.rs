@@ -245,8 +245,8 @@ fn dispatch(face: Face, command: Command, caller: &privilege::Caller) -> Result<
     }
 }
 
-/// After a message is queued: `-odb` starts a detached delivery of it,
-/// `-odi` delivers it now and reports the outcome, `-odq` does nothing.
+/// After a message is queued: `-odb` starts a detached delivery of it
+/// (unless a runner at work will take it), `-odi` delivers it now and reports the outcome, `-odq` does nothing.
 /// Without a smarthost the message simply stays queued.
 fn deliver_after_submit(
     face: Face,
@@ -260,7 +260,9 @@ fn deliver_after_submit(
         return Ok(Sysexit::Ok);
     }
     if inv.delivery == DeliveryMode::Background {
-        spawn_background_delivery(id, inv.config.as_deref());
+        if !faces::flush::runner_at_work(config) {
+            spawn_background_delivery(id, inv.config.as_deref());
+        }
         return Ok(Sysexit::Ok);
     }
     let options = faces::flush::Options {

@@ -257,3 +257,48 @@ fn a_lingering_runner_reads_a_held_backlog_once_not_at_every_submission() {
     assert_eq!(env.queued().len(), held.len(), "the held messages stay");
     sink.no_event();
 }
+
+/// While a runner is at work, an -odb submission leaves its message to it
+/// without starting a background process of its own (a burst would
+/// otherwise cost a process per message), and the runner delivers it.
+#[test]
+fn a_submission_starts_no_process_while_a_runner_is_at_work() {
+    if !have("strace") {
+        return;
+    }
+    let sink = Sink::start(&["--listen", "127.0.0.1:0"]);
+    let env = Env::with(&format!(
+        "[smarthost]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nconnections = 1\nsession_linger = \"5s\"\n",
+        sink.port(0)
+    ));
+    let out = env.sendmail(&["x@example.net"], "Subject: starts a runner\n\nb\n");
+    assert_exit(&out, 0, &env, "first");
+    assert_eq!(sink.event()["subject"], "starts a runner");
+    let trace = env.path("trace");
+    let sendmail = env.cmd("sendmail");
+    let mut traced = Command::new("strace");
+    traced
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=execve,clone,clone3,fork,vfork",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(sendmail.get_program())
+        .arg("y@example.net")
+        .env_clear()
+        .envs(sendmail.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    let out = run_with_stdin(&mut traced, b"Subject: left to the runner\n\nb\n");
+    assert_exit(&out, 0, &env, "a submission while the runner lingers");
+    assert_eq!(sink.event()["subject"], "left to the runner");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let started: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("resumed") && !l.contains("+++"))
+        .filter(|l| l.contains("execve(") || l.contains("clone") || l.contains("fork("))
+        .collect();
+    assert_eq!(started.len(), 1, "only the submission itself:\n{text}");
+    sink.no_event();
+}

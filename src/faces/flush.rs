@@ -136,6 +136,18 @@ pub fn background(
     }
 }
 
+/// Every runner slot is held: a runner at work takes a message committed
+/// now (it looks at the queue again after it gives its slot up, and this
+/// is asked after the commit), so an `-odb` submitter need not start a
+/// background child for it. In a burst that saves a process per message.
+pub fn runner_at_work(config: &Config) -> bool {
+    let Some(host) = &config.smarthost else {
+        return false;
+    };
+    Spool::open(&config.spool_dir, config.mode)
+        .is_ok_and(|spool| matches!(spool.runner_slot(host.connections), Slot::Busy))
+}
+
 /// A background runner's look at the queue. Only the envelopes of ids
 /// `unseen` accepts are read: a lingering runner looks again at every
 /// change of the queue directory, and a large backlog it has already
