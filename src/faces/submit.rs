@@ -8,11 +8,11 @@ use std::io::{self, Write};
 use crate::cli::sendmail::{BodyType, DsnEvent, DsnNotify, DsnReturn, Invocation};
 use crate::config::Config;
 use crate::log::{event, Event, Logger};
-use crate::message::{self, address, Field, Header};
+use crate::message::{self, address, shape};
 use crate::rewrite::{Recipient, Rewriter};
 use crate::spool::{envelope, Envelope, QueueId, Spool};
 use crate::sysexits::{Failure, Sysexit};
-use crate::system::{self, LocalUser};
+use crate::system;
 
 /// RFC 5322 line length limit; longer lines are passed through unchanged
 /// and counted in the log so that a relay's refusal can be explained.
@@ -72,9 +72,18 @@ pub fn submit(
     }
     let recipients = rewriter.recipients(&wanted, !inv.no_aliases)?;
 
-    let message_id = complete_header(&mut header, inv, config, &rewriter, &user, &sender, &id);
-    let sender = apply_sender_policy(config, &mut header, sender);
-    let mut head = received(config, &user, &id).into_bytes();
+    rewriter.qualify_header(&mut header);
+    // The passwd full name only describes the user's own address.
+    let own_name = inv
+        .sender
+        .is_none()
+        .then_some(user.full_name.as_deref())
+        .flatten();
+    let name = inv.full_name.as_deref().or(own_name);
+    let from = shape::from_value(&sender, name, &config.hostname);
+    let message_id = shape::complete(&mut header, &from, &config.hostname, id.as_str());
+    let sender = rewriter.enforce_sender(&mut header, sender);
+    let mut head = shape::received(&config.hostname, user.uid, id.as_str()).into_bytes();
     header.write_to(&mut head);
     head.extend_from_slice(b"\r\n");
     let limit = config.queue.max_message_size;
@@ -151,103 +160,6 @@ fn address_list(recipients: &[Recipient]) -> String {
         .join(",")
 }
 
-/// Bcc removed, addresses qualified, Date/Message-ID/From added when
-/// missing. Returns the Message-ID.
-fn complete_header(
-    header: &mut Header,
-    inv: &Invocation,
-    config: &Config,
-    rewriter: &Rewriter,
-    user: &LocalUser,
-    sender: &str,
-    id: &QueueId,
-) -> Option<String> {
-    header.remove("Bcc");
-    rewriter.qualify_header(header);
-    if !header.has("From") {
-        let address = if sender.is_empty() {
-            format!("MAILER-DAEMON@{}", config.hostname)
-        } else {
-            sender.to_string()
-        };
-        let name = inv.full_name.clone().or_else(|| {
-            // The passwd full name only describes the user's own address.
-            inv.sender
-                .is_none()
-                .then(|| user.full_name.clone())
-                .flatten()
-        });
-        let value = match name.filter(|n| !n.trim().is_empty()) {
-            Some(name) => format!("{} <{address}>", display_name(&name)),
-            None => address,
-        };
-        header.push(Field::new("From", &value));
-    }
-    if !header.has("Date") {
-        header.push(Field::new("Date", &chrono::Local::now().to_rfc2822()));
-    }
-    match header.first("Message-ID") {
-        Some(field) => Some(field.value()),
-        None => {
-            let mid = format!("<{}@{}>", id.as_str().to_ascii_lowercase(), config.hostname);
-            header.push(Field::new("Message-ID", &mid));
-            Some(mid)
-        }
-    }
-}
-
-/// `[rewrite] sender`: relays that accept only their account as sender get
-/// it as envelope sender (and in From: with `rewrite_from`), the original
-/// kept in X-Original-From and, when there is none, Reply-To. The null
-/// sender of a bounce stays null.
-fn apply_sender_policy(config: &Config, header: &mut Header, sender: String) -> String {
-    let Some(forced) = &config.rewrite.sender else {
-        return sender;
-    };
-    if sender.is_empty() || sender.eq_ignore_ascii_case(forced) {
-        return sender;
-    }
-    if config.rewrite.rewrite_from {
-        if let Some(from) = header.first("From").map(Field::value) {
-            header.remove("From");
-            if !header.has("Reply-To") {
-                header.push(Field::new("Reply-To", &from));
-            }
-            header.push(Field::new("X-Original-From", &from));
-            header.push(Field::new("From", forced));
-        }
-    }
-    forced.clone()
-}
-
-/// The trace header for local submission (RFC 5321 4.4).
-fn received(config: &Config, user: &LocalUser, id: &QueueId) -> String {
-    format!(
-        "Received: by {} (relaymail, from userid {})\r\n\tid {id}; {}\r\n",
-        config.hostname,
-        user.uid,
-        chrono::Local::now().to_rfc2822()
-    )
-}
-
-/// A display name as RFC 5322 wants it: bare when it is plain ASCII
-/// words, quoted when it has specials, RFC 2047-encoded when not ASCII.
-fn display_name(name: &str) -> String {
-    let name = name.trim();
-    if !name.is_ascii() {
-        return format!("=?UTF-8?B?{}?=", message::base64::encode(name.as_bytes()));
-    }
-    const ATEXT: &str = "!#$%&'*+-/=?^_`{|}~ ";
-    if name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || ATEXT.contains(c))
-    {
-        return name.to_string();
-    }
-    let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
-    format!("\"{escaped}\"")
-}
-
 fn dsn(inv: &Invocation) -> envelope::Dsn {
     envelope::Dsn {
         notify: inv.dsn_notify.as_ref().map(|n| match n {
@@ -267,18 +179,5 @@ fn dsn(inv: &Invocation) -> envelope::Dsn {
             DsnReturn::Headers => "HDRS".to_string(),
         }),
         envid: inv.envelope_id.clone(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn display_names() {
-        assert_eq!(display_name("CronDaemon"), "CronDaemon");
-        assert_eq!(display_name("Cron Daemon"), "Cron Daemon");
-        assert_eq!(display_name("Smith, John"), "\"Smith, John\"");
-        assert_eq!(display_name("Jürgen"), "=?UTF-8?B?SsO8cmdlbg==?=");
     }
 }

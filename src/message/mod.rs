@@ -9,6 +9,7 @@ pub mod address;
 pub mod base64;
 pub mod header;
 pub mod normalize;
+pub mod shape;
 
 use std::fmt;
 use std::io::{self, Read, Write};

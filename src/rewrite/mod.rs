@@ -9,8 +9,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use crate::config::Config;
-use crate::message::address;
-use crate::message::Header;
+use crate::message::{address, shape, Header};
 use crate::sysexits::{ExitStatus, Sysexit};
 use crate::system::LocalUser;
 
@@ -277,6 +276,23 @@ impl<'a> Rewriter<'a> {
             .as_deref()
             .unwrap_or(&self.config.hostname);
         format!("{local}@{domain}")
+    }
+
+    /// `[rewrite] sender`: relays that accept only their account as sender
+    /// get it as envelope sender (and in From: with `rewrite_from`, see
+    /// `message::shape::force_from`). The null sender of a bounce stays
+    /// null. Returns the envelope sender.
+    pub fn enforce_sender(&self, header: &mut Header, sender: String) -> String {
+        let Some(forced) = &self.config.rewrite.sender else {
+            return sender;
+        };
+        if sender.is_empty() || sender.eq_ignore_ascii_case(forced) {
+            return sender;
+        }
+        if self.config.rewrite.rewrite_from {
+            shape::force_from(header, forced);
+        }
+        forced.clone()
     }
 
     /// Qualifies bare names in address headers so that relays checking
