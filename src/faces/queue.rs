@@ -5,6 +5,7 @@ use std::io::{self, BufRead, BufReader, Write};
 
 use chrono::TimeZone;
 
+use crate::cli::QueueAction;
 use crate::config::Config;
 use crate::log::{event, Event, Logger};
 use crate::message::MAX_HEADER_SIZE;
@@ -341,5 +342,23 @@ pub fn output(e: io::Error) -> Failure {
         Failure::new(Sysexit::Ok, "")
     } else {
         Failure::new(Sysexit::IoErr, format!("cannot write output: {e}"))
+    }
+}
+
+/// `relaymail queue ACTION`.
+pub fn act(
+    config: &Config,
+    action: QueueAction,
+    log: &mut Logger,
+    out: &mut impl Write,
+) -> Result<Sysexit, Failure> {
+    match action {
+        QueueAction::List { json: false } => list(config, out),
+        QueueAction::List { json: true } => list_json(config, out),
+        QueueAction::Show { id, json } => show(config, &id, json, out),
+        QueueAction::Delete { ids } => change(config, &ids, Change::Delete, log, out),
+        QueueAction::Hold { ids } => change(config, &ids, Change::Hold, log, out),
+        QueueAction::Release { ids } => change(config, &ids, Change::Release, log, out),
+        QueueAction::Clean => clean(config, log, out),
     }
 }

@@ -5,14 +5,38 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cli::{SinkAction, SinkRun};
-use crate::config::{self, values, Config, SinkAuth, SinkTls};
+use crate::cli::{SinkAction, SinkArgs, SinkRun};
+use crate::config::{self, values, Config, SinkAuth, SinkTls, Source};
 use crate::log::Logger;
 use crate::sink::events::{read_index, Record, INDEX};
 use crate::sink::store;
 use crate::sysexits::{Failure, Sysexit};
 
 use super::queue::output;
+
+/// `relaymail sink [ACTION]`: the server, or a look at what it stored.
+/// The sink writes and reads where its caller says (--store, --state-dir,
+/// an index's paths): never with the group. The system's [sink.users]
+/// are the admin's.
+pub fn command(
+    source: &Source,
+    mut config: Config,
+    sink: SinkArgs,
+    log: Logger,
+    mut out: impl Write,
+) -> Result<Sysexit, Failure> {
+    crate::privilege::drop_group()?;
+    if matches!(source, Source::System(_)) && !nix::unistd::getuid().is_root() {
+        config.sink.users.clear();
+    }
+    match sink.action {
+        Some(action) => act(&config, action, &mut out),
+        None => {
+            drop(out);
+            run(&config, sink.run, log)
+        }
+    }
+}
 
 pub fn run(config: &Config, flags: SinkRun, log: Logger) -> Result<Sysexit, Failure> {
     let mut settings = config.sink.clone();
