@@ -1,5 +1,6 @@
 //! Typed configuration values, parsed once so later code never re-checks a
-//! string: durations ("5d"), sizes ("50MiB"), and the enumerated settings.
+//! string: durations ("5d"), sizes ("50MiB"), `host:port`, certificate
+//! fingerprints, and the enumerated settings.
 
 use std::fmt;
 use std::time::Duration;
@@ -114,6 +115,54 @@ impl<'de> Deserialize<'de> for Size {
         }
         d.deserialize_any(V)
     }
+}
+
+/// "host", "host:port", "[v6]" or "[v6]:port"; `port` when none is given.
+pub fn parse_host_port(text: &str, port: u16) -> Option<(String, u16)> {
+    let text = text.trim();
+    let (host, port_text) = if let Some(v6) = text.strip_prefix('[') {
+        let (host, rest) = v6.split_once(']')?;
+        match rest {
+            "" => (host, None),
+            _ => (host, Some(rest.strip_prefix(':')?)),
+        }
+    } else if text.matches(':').count() > 1 {
+        // A bare IPv6 address has no port.
+        (text, None)
+    } else {
+        match text.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (text, None),
+        }
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return None;
+    }
+    let port = match port_text {
+        Some(p) => p.parse().ok().filter(|p| *p != 0)?,
+        None => port,
+    };
+    Some((host.to_string(), port))
+}
+
+/// "sha256:AB:CD:..." (or bare hex) -> 32 bytes.
+pub fn parse_fingerprint(text: &str) -> Option<Vec<u8>> {
+    let hex: String = text
+        .trim()
+        .trim_start_matches("sha256:")
+        .trim_start_matches("SHA256:")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    if hex.len() != 64 {
+        return None;
+    }
+    (0..32)
+        .map(|i| {
+            hex.get(i * 2..i * 2 + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect()
 }
 
 /// `[smarthost] tls`: how the connection to the smarthost is protected.
