@@ -6,48 +6,33 @@
 //!
 //! An incoming message is first streamed to a temporary file in the sink's
 //! scratch directory, so a slow client never holds the mailbox lock. At
-//! commit the store takes the locks mail readers respect, in the order of
-//! Dovecot's default `mbox_write_locks = dotlock fcntl`: the `<mbox>.lock`
-//! dotlock (O_EXCL; one older than 5 minutes is stale and removed), then a
-//! POSIX `fcntl` write lock on the whole file (what mutt and s-nail take;
-//! `flock(2)` is a different lock and is not used). It appends, fsyncs, and releases
-//! them. Threads of one process also queue on an in-process lock, because
-//! `fcntl` locks belong to the process, not to a thread or a descriptor.
+//! commit the store takes the locks mail readers respect (the dotlock, then
+//! `fcntl`; see `lock`), appends, fsyncs, and releases them.
 //!
 //! It must not change anything before the end of the file as it found it:
 //! if an append fails midway (disk full), the file is cut back to its
 //! previous length, so no partial message remains.
 
-use std::collections::HashMap;
+mod lock;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
-
-use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg};
-use nix::libc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use super::{
     context, create_dirs, parent_dir, remove_orphans, sync_dir, Draft, Envelope, Incoming, Store,
     Stored,
 };
-
-/// How long a commit waits for each lock before giving up (the sink then
-/// answers with a temporary failure and the client retries).
-const LOCK_WAIT: Duration = Duration::from_secs(10);
-
-/// A dotlock older than this was left by a crashed program (liblockfile,
-/// which Debian's mail tools use, takes the same age).
-const STALE_LOCK: Duration = Duration::from_secs(300);
+use lock::{gate_for, lock_error, DotLock, FcntlLocked, LOCK_WAIT};
 
 pub(super) struct Mbox {
     path: PathBuf,
     lock_path: PathBuf,
     scratch: PathBuf,
-    /// Serialises this process's appends to `path` (see the module doc).
+    /// Serialises this process's appends to `path` (see `lock`).
     gate: Arc<Mutex<()>>,
     wait: Duration,
 }
@@ -151,28 +136,8 @@ fn probe(path: &Path, lock_path: &Path) -> io::Result<()> {
     }
 }
 
-fn lock_error(lock_path: &Path, e: io::Error) -> io::Error {
-    io::Error::new(
-        e.kind(),
-        format!(
-            "cannot create the lock file {}: {e}; the sink's user must be able to create files in {} (on Debian: make it a member of group mail, which owns /var/mail with mode 2775)",
-            lock_path.display(),
-            parent_dir(lock_path).display()
-        ),
-    )
-}
-
 fn is_temp_name(name: &str) -> bool {
     name.starts_with(".mbox-") && name.ends_with(".tmp")
-}
-
-/// One lock per mbox file per process, shared by every `Mbox` opened on it.
-fn gate_for(path: &Path) -> Arc<Mutex<()>> {
-    static GATES: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
-    let gates = GATES.get_or_init(|| Mutex::new(HashMap::new()));
-    // The map stays consistent even if a holder panicked: it only grows.
-    let mut gates = gates.lock().unwrap_or_else(PoisonError::into_inner);
-    Arc::clone(gates.entry(path.to_path_buf()).or_default())
 }
 
 /// `From <sender> <asctime date>`. The sender comes from the client: any
@@ -350,135 +315,6 @@ fn padding_for(mbox: &mut File, len: u64) -> io::Result<&'static [u8]> {
     })
 }
 
-/// The `<mbox>.lock` file, removed when dropped.
-struct DotLock {
-    path: PathBuf,
-}
-
-impl DotLock {
-    fn acquire(path: &Path, mbox: &Path, wait: Duration) -> io::Result<DotLock> {
-        let deadline = Instant::now() + wait;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let created = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path);
-            match created {
-                Ok(_) => {
-                    return Ok(DotLock {
-                        path: path.to_path_buf(),
-                    })
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    if is_stale(path) {
-                        // Racy by nature (as in every dotlock user), but a
-                        // live holder refreshes nothing for 5 minutes only
-                        // when it is hung.
-                        let _ = fs::remove_file(path);
-                        continue;
-                    }
-                }
-                Err(e) => return Err(lock_error(path, e)),
-            }
-            if Instant::now() >= deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "mbox {} stayed locked by {} for {} s; a mail reader is probably writing it (the client will retry); if none runs, remove the lock file",
-                        mbox.display(),
-                        path.display(),
-                        wait.as_secs()
-                    ),
-                ));
-            }
-            std::thread::sleep(jitter(pause));
-            pause = (pause * 2).min(Duration::from_millis(32));
-        }
-    }
-}
-
-impl Drop for DotLock {
-    fn drop(&mut self) {
-        // A lock we cannot remove becomes stale after 5 minutes; the
-        // message itself is already durable, so there is nothing to undo.
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
-fn is_stale(path: &Path) -> bool {
-    fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .is_some_and(|age| age > STALE_LOCK)
-}
-
-/// Somewhere between half and all of `pause`, so that competing writers
-/// do not retry in step.
-fn jitter(pause: Duration) -> Duration {
-    let random = getrandom::u32().unwrap_or(0) % 1024;
-    pause / 2 + pause * random / 2048
-}
-
-/// The mbox file under a POSIX write lock on its whole length, released
-/// when dropped (closing the file would release it too).
-struct FcntlLocked {
-    file: File,
-}
-
-impl FcntlLocked {
-    fn acquire(file: File, path: &Path, wait: Duration) -> io::Result<FcntlLocked> {
-        let deadline = Instant::now() + wait;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            // F_SETLK polled rather than F_SETLKW: a reader that holds the
-            // fcntl lock while it waits for our dotlock must not block us
-            // forever (the kernel sees no deadlock between the two kinds).
-            match fcntl(&file, FcntlArg::F_SETLK(&whole_file(libc::F_WRLCK))) {
-                Ok(_) => return Ok(FcntlLocked { file }),
-                Err(Errno::EACCES | Errno::EAGAIN | Errno::EINTR) => {}
-                Err(e) => {
-                    return Err(io::Error::new(
-                        io::Error::from(e).kind(),
-                        format!("cannot lock the mbox {} (fcntl): {e}", path.display()),
-                    ))
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "mbox {} stayed locked (fcntl) by another program for {} s; a mail reader is probably open on it (the client will retry)",
-                        path.display(),
-                        wait.as_secs()
-                    ),
-                ));
-            }
-            std::thread::sleep(jitter(pause));
-            pause = (pause * 2).min(Duration::from_millis(32));
-        }
-    }
-}
-
-impl Drop for FcntlLocked {
-    fn drop(&mut self) {
-        // Closing the file releases it anyway; this only makes it prompt.
-        let _ = fcntl(&self.file, FcntlArg::F_SETLK(&whole_file(libc::F_UNLCK)));
-    }
-}
-
-fn whole_file(kind: libc::c_int) -> libc::flock {
-    libc::flock {
-        l_type: kind as libc::c_short,
-        l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: 0,
-        l_len: 0,
-        l_pid: 0,
-    }
-}
-
 /// The message at `stored` without its `From ` line and separating empty
 /// line, with one `>` removed from each `^>+From ` line.
 pub(super) fn read(stored: &Stored) -> io::Result<Vec<u8>> {
@@ -522,6 +358,7 @@ mod tests {
     use super::super::testing::{envelope, sample_lines, write_all};
     use super::super::{open, read, Spec};
     use super::*;
+    use std::time::{Instant, SystemTime};
 
     fn expected_file(lines: &[Vec<u8>], from: &[u8]) -> Vec<u8> {
         let mut out = from.to_vec();
