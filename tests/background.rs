@@ -26,6 +26,44 @@ fn relay_env(sink: &Sink, linger: &str) -> Env {
     ))
 }
 
+/// One runner slot: every submission made while a runner works is left
+/// to that runner.
+fn one_slot_env(sink: &Sink, linger: &str) -> Env {
+    Env::with(&format!(
+        "[smarthost]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nconnections = 1\nsession_linger = \"{linger}\"\n",
+        sink.port(0)
+    ))
+}
+
+/// `sendmail RCPT` under `strace -f -e trace=SYSCALLS -o TRACE`: strace
+/// ends with the last process it follows (a runner the submission starts).
+fn traced_sendmail(env: &Env, trace: &std::path::Path, syscalls: &str, rcpt: &str) -> Command {
+    let sendmail = env.cmd("sendmail");
+    let mut traced = Command::new("strace");
+    traced
+        .args(["-f", "-qq", "-e", &format!("trace={syscalls}"), "-o"])
+        .arg(trace)
+        .arg(sendmail.get_program())
+        .arg(rcpt)
+        .env_clear()
+        .envs(sendmail.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    traced
+}
+
+/// Returns once the runner has ended: it holds runner.0 until then.
+fn wait_for_the_runner_to_end(env: &Env) {
+    let slot = std::fs::File::open(env.spool.join("runner.0")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(nix::fcntl::Flock::lock(slot, nix::fcntl::FlockArg::LockExclusive).is_ok());
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)),
+        Ok(true),
+        "the runner ends"
+    );
+}
+
 /// Submits `n` messages with -odb, one process each, with `pause` between
 /// them; then waits (bounded) until the sink has stored all of them, and
 /// returns, per subject, the client addresses (sessions) it came over.
@@ -122,17 +160,7 @@ fn a_runner_leaves_queue_only_mail_to_the_queue_run() {
     let out = env.sendmail(&["-odq", "y@example.net"], "Subject: queue only\n\nq\n");
     assert_exit(&out, 0, &env, "-odq");
     assert_eq!(sink.event()["subject"], "background");
-    // Wait for the runner to end: it holds runner.0 until then.
-    let slot = std::fs::File::open(env.spool.join("runner.0")).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(nix::fcntl::Flock::lock(slot, nix::fcntl::FlockArg::LockExclusive).is_ok());
-    });
-    assert_eq!(
-        rx.recv_timeout(Duration::from_secs(30)),
-        Ok(true),
-        "the runner ends"
-    );
+    wait_for_the_runner_to_end(&env);
     let left = env.only_message();
     assert!(left.text().contains("Subject: queue only"));
     assert_eq!(
@@ -175,17 +203,7 @@ fn a_lingering_runner_leaves_an_interactive_submission_to_its_submitter() {
         b"Subject: interactive\n\nb\n",
     );
     assert_ne!(out.status.code(), Some(0), "{}", outcome(&out));
-    // Wait for the runner to end: it holds runner.0 until then.
-    let slot = std::fs::File::open(env.spool.join("runner.0")).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(nix::fcntl::Flock::lock(slot, nix::fcntl::FlockArg::LockExclusive).is_ok());
-    });
-    assert_eq!(
-        rx.recv_timeout(Duration::from_secs(30)),
-        Ok(true),
-        "the runner ends"
-    );
+    wait_for_the_runner_to_end(&env);
     sink.no_event();
     let left = env.only_message();
     assert!(left.text().contains("Subject: interactive"));
@@ -206,11 +224,7 @@ fn a_lingering_runner_reads_a_held_backlog_once_not_at_every_submission() {
         return;
     }
     let sink = Sink::start(&["--listen", "127.0.0.1:0"]);
-    // One runner slot: every later submission is left to the traced runner.
-    let env = Env::with(&format!(
-        "[smarthost]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nconnections = 1\nsession_linger = \"3s\"\n",
-        sink.port(0)
-    ));
+    let env = one_slot_env(&sink, "3s");
     for i in 0..20 {
         let out = env.sendmail(
             &["-odq", "h@example.net"],
@@ -224,16 +238,7 @@ fn a_lingering_runner_reads_a_held_backlog_once_not_at_every_submission() {
     assert_exit(&env.run("relaymail", &hold, b""), 0, &env, "hold");
 
     let trace = env.path("trace");
-    let sendmail = env.cmd("sendmail");
-    let mut traced = Command::new("strace");
-    traced
-        .args(["-f", "-qq", "-e", "trace=openat", "-o"])
-        .arg(&trace)
-        .arg(sendmail.get_program())
-        .arg("x@example.net")
-        .env_clear()
-        .envs(sendmail.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
-    // strace ends with the last process it follows: the runner.
+    let mut traced = traced_sendmail(&env, &trace, "openat", "x@example.net");
     let runner = std::thread::spawn(move || run_with_stdin(&mut traced, b"Subject: new 0\n\nb\n"));
     assert_eq!(sink.event()["subject"], "new 0");
     let later = 10;
@@ -267,29 +272,17 @@ fn a_submission_starts_no_process_while_a_runner_is_at_work() {
         return;
     }
     let sink = Sink::start(&["--listen", "127.0.0.1:0"]);
-    let env = Env::with(&format!(
-        "[smarthost]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nconnections = 1\nsession_linger = \"5s\"\n",
-        sink.port(0)
-    ));
+    let env = one_slot_env(&sink, "5s");
     let out = env.sendmail(&["x@example.net"], "Subject: starts a runner\n\nb\n");
     assert_exit(&out, 0, &env, "first");
     assert_eq!(sink.event()["subject"], "starts a runner");
     let trace = env.path("trace");
-    let sendmail = env.cmd("sendmail");
-    let mut traced = Command::new("strace");
-    traced
-        .args([
-            "-f",
-            "-qq",
-            "-e",
-            "trace=execve,clone,clone3,fork,vfork",
-            "-o",
-        ])
-        .arg(&trace)
-        .arg(sendmail.get_program())
-        .arg("y@example.net")
-        .env_clear()
-        .envs(sendmail.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    let mut traced = traced_sendmail(
+        &env,
+        &trace,
+        "execve,clone,clone3,fork,vfork",
+        "y@example.net",
+    );
     let out = run_with_stdin(&mut traced, b"Subject: left to the runner\n\nb\n");
     assert_exit(&out, 0, &env, "a submission while the runner lingers");
     assert_eq!(sink.event()["subject"], "left to the runner");
