@@ -577,3 +577,55 @@ fn without_system_config(cmd: std::process::Command) -> Option<std::process::Com
     }
     Some(wrapped)
 }
+
+/// The programs an invocation of `sendmail` (the small submitter) runs,
+/// as strace sees them: the path of every execve that succeeded.
+fn programs_run(env: &Env, args: &[&str], stdin: &str) -> Vec<String> {
+    let trace = env.path("exec-trace");
+    let sendmail = env.cmd("sendmail");
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args(["-f", "-qq", "-e", "trace=execve", "-o"])
+        .arg(&trace)
+        .arg(sendmail.get_program())
+        .args(args)
+        .env_clear()
+        .envs(sendmail.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    let out = run_with_stdin(&mut cmd, stdin.as_bytes());
+    assert_exit(&out, 0, env, &format!("sendmail {args:?}"));
+    std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("execve(") && l.trim_end().ends_with("= 0"))
+        .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+        .collect()
+}
+
+/// `sendmail` is the small submitter: a plain submission is its own work,
+/// anything else becomes the full relaymail beside it.
+#[test]
+fn a_plain_submission_runs_only_the_submitter_and_the_rest_is_handed_to_relaymail() {
+    if !have("strace") {
+        return;
+    }
+    let env = Env::new();
+    let name = |p: &String| {
+        std::fs::canonicalize(p)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_default()
+    };
+    let plain = programs_run(&env, &["-odq", "x@example.net"], "Subject: plain\n\nb\n");
+    assert_eq!(
+        plain.iter().map(name).collect::<Vec<_>>(),
+        ["relaymail-sendmail"],
+        "{plain:?}"
+    );
+    let listing = programs_run(&env, &["-bp"], "");
+    assert_eq!(
+        listing.iter().map(name).collect::<Vec<_>>(),
+        ["relaymail-sendmail", "relaymail"],
+        "{listing:?}"
+    );
+    let out = env.sendmail(&["-bp"], "");
+    assert!(stdout(&out).contains("x@example.net"), "{}", stdout(&out));
+}

@@ -857,3 +857,68 @@ fn a_users_own_configuration_reaches_neither_the_spool_nor_the_system_secret() {
         outcome(&out)
     );
 }
+
+/// /usr/sbin/sendmail is the small submitter, which hands anything but a
+/// plain submission to the `relaymail` beside it, and starts that one for
+/// background delivery. A user who puts the setgid submitter next to a
+/// `relaymail` of their own (a hard link, where the system allows one)
+/// must not get the group into that program either way.
+#[test]
+fn the_submitter_beside_a_users_own_relaymail_gives_it_no_group() {
+    // A smarthost nobody listens on: the background delivery is started
+    // (no runner slot exists yet), and its failure does not matter.
+    let Some(host) = installed("[smarthost]\nhost = \"127.0.0.1\"\nport = 9\ntls = \"none\"\n")
+    else {
+        return;
+    };
+    let trap = host.path("home/alice/trap");
+    std::fs::create_dir(&trap).unwrap();
+    common::system::chown(&trap, ALICE, ALICE, 0o755);
+    let submitter = trap.join("relaymail-sendmail");
+    std::fs::copy(common::SENDMAIL_BIN, &submitter).unwrap();
+    common::system::chown(&submitter, 0, host.gid, 0o2755);
+    let own = trap.join("relaymail");
+    // Not a shell script: dash and bash give up a set-group id themselves.
+    std::fs::write(
+        &own,
+        format!(
+            "#!/usr/bin/python3\nimport os, sys\nwhat = 'handover' if '-bp' in sys.argv else 'spawn'\nopen('{}/egid-' + what, 'w').write('%d\\n' % os.getegid())\n",
+            trap.display()
+        ),
+    )
+    .unwrap();
+    common::system::chown(&own, ALICE, ALICE, 0o755);
+    let submitter = submitter.to_str().unwrap();
+
+    // Everything but a plain submission is handed over.
+    let out = host.run("alice", &[submitter, "-bp"]);
+    assert_eq!(out.status.code(), Some(0), "{}", outcome(&out));
+    let handed = std::fs::read_to_string(trap.join("egid-handover")).unwrap();
+    assert_eq!(
+        handed.trim(),
+        ALICE.to_string(),
+        "the handed-over program's group"
+    );
+
+    // A plain submission queues with the group, then starts the delivery.
+    let out = host.shell(
+        "alice",
+        &format!("printf 'Subject: trap\\n\\nb\\n' | {submitter} root"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", outcome(&out));
+    assert_eq!(host.queued_ids().len(), 1, "queued through the group");
+    let spawned = trap.join("egid-spawn");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let gid = loop {
+        let text = std::fs::read_to_string(&spawned).unwrap_or_default();
+        if text.ends_with('\n') {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the background delivery was not started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(gid.trim(), ALICE.to_string(), "the started program's group");
+}

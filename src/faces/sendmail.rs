@@ -2,11 +2,13 @@
 //! operation it asks for, and what happens after a submission (deliver in
 //! the background, now, or not at all).
 
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use super::flush_command::flush_and_report;
 use super::setup::{load_config, open_log};
-use crate::cli::sendmail::{Invocation, Operation};
+use crate::cli::sendmail::{DeliveryMode, Invocation, Operation};
 use crate::cli::Face;
 use crate::config::Config;
 use crate::sysexits::{Failure, Sysexit};
@@ -29,17 +31,8 @@ pub fn run(
     let (_, config) = load_config(inv.config.clone(), caller)?;
     match inv.operation() {
         Operation::Submit => {
-            let mut log = open_log(face, &config, inv.verbose);
-            let done = faces::submit::submit(&inv, &config, &mut log, io::stdin().lock())?;
-            if inv.verbose {
-                log::stderr(&format!(
-                    "{}: queued as {} for {} recipient(s)",
-                    face.name(),
-                    done.id,
-                    done.recipients.len()
-                ));
-            }
-            deliver_after_submit(face, &inv, &config, &done.id, &mut log)
+            let (id, mut log) = queue(face, &inv, &config)?;
+            deliver_after_submit(face, &inv, &config, &id, &mut log)
         }
         Operation::ListQueue => faces::queue::list(&config, out),
         Operation::CheckAliases => faces::aliases::check(&config, out),
@@ -75,6 +68,112 @@ pub fn run(
     }
 }
 
+/// The message on stdin into the queue, with the log the rest of the
+/// invocation writes to.
+fn queue(
+    face: Face,
+    inv: &Invocation,
+    config: &Config,
+) -> Result<(spool::QueueId, log::Logger), Failure> {
+    let mut log = open_log(face, config, inv.verbose);
+    let done = faces::submit::submit(inv, config, &mut log, io::stdin().lock())?;
+    if inv.verbose {
+        log::stderr(&format!(
+            "{}: queued as {} for {} recipient(s)",
+            face.name(),
+            done.id,
+            done.recipients.len()
+        ));
+    }
+    Ok((done.id, log))
+}
+
+/// The invocation, when it is a plain submission (`-odb` or `-odq`) that
+/// the small `relaymail-sendmail` program completes by itself. Reads only
+/// argv: nothing has run yet, and anything else is handed over untouched.
+pub fn plain_submission(argv: &[OsString]) -> Option<Invocation> {
+    let (argv0, rest) = argv.split_first()?;
+    let named = std::path::Path::new(argv0).file_name() == Some(OsStr::new(SUBMITTER));
+    if Face::of(argv0) != Face::Sendmail && !named {
+        return None;
+    }
+    let inv = crate::cli::sendmail::parse(rest.to_vec()).ok()?;
+    let plain = matches!(inv.operation(), Operation::Submit)
+        && inv.delivery != DeliveryMode::Interactive
+        && !inv.help
+        && !inv.version;
+    plain.then_some(inv)
+}
+
+/// A plain submission in `relaymail-sendmail`: queued, then left to a
+/// runner at work or to a background delivery by the full `relaymail`.
+pub fn submit_plain(inv: Invocation, caller: &privilege::Caller) -> Result<Sysexit, Failure> {
+    for warning in &inv.warnings {
+        log::stderr(&format!("sendmail: warning: {warning}"));
+    }
+    let (_, config) = load_config(inv.config.clone(), caller)?;
+    let (id, _log) = queue(Face::Sendmail, &inv, &config)?;
+    if config.smarthost.is_some()
+        && inv.delivery == DeliveryMode::Background
+        && !faces::flush::runner_at_work(&config)
+    {
+        if let Some(full) = full_program() {
+            spawn_background_delivery(&full, false, &id, inv.config.as_deref());
+        }
+    }
+    Ok(Sysexit::Ok)
+}
+
+/// Everything but a plain submission: `relaymail-sendmail` becomes the
+/// full `relaymail` beside it, with the same argv and environment. A
+/// user's setgid group goes first, so that only a genuinely setgid
+/// `relaymail` has it again (a copy of this program next to someone else's
+/// `relaymail` gives that program nothing). Returns only on failure.
+pub fn hand_over(argv: Vec<OsString>) -> Failure {
+    use std::os::unix::process::CommandExt;
+    // Root needs no guarding from itself, and giving up a group would be
+    // a capability (setgid) the mail domains are not granted.
+    if !nix::unistd::getuid().is_root() {
+        if let Err(failure) = privilege::drop_group() {
+            return failure;
+        }
+    }
+    let Some(full) = full_program() else {
+        return Failure::new(
+            Sysexit::OsErr,
+            "cannot find where relaymail-sendmail runs from",
+        );
+    };
+    let mut args = argv.into_iter();
+    // Called by its own name it is sendmail; linked as mailq or newaliases
+    // it stays that face.
+    let argv0 = args
+        .next()
+        .filter(|a| Path::new(a).file_name() != Some(OsStr::new(SUBMITTER)))
+        .unwrap_or_else(|| OsString::from("sendmail"));
+    let error = std::process::Command::new(&full)
+        .arg0(argv0)
+        .args(args)
+        .exec();
+    Failure::new(
+        Sysexit::OsErr,
+        format!(
+            "cannot run {}: {error}; relaymail-sendmail hands everything but a plain submission to relaymail, installed beside it",
+            full.display()
+        ),
+    )
+}
+
+/// The small submitter's own name (`relaymail-sendmail`).
+const SUBMITTER: &str = "relaymail-sendmail";
+
+/// The full `relaymail` installed beside the running program.
+fn full_program() -> Option<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name("relaymail"))
+}
+
 /// After a message is queued: `-odb` starts a detached delivery of it
 /// (unless a runner at work will take it), `-odi` delivers it now and
 /// reports the outcome, `-odq` does nothing. Without a smarthost the
@@ -86,13 +185,14 @@ fn deliver_after_submit(
     id: &spool::QueueId,
     log: &mut log::Logger,
 ) -> Result<Sysexit, Failure> {
-    use crate::cli::sendmail::DeliveryMode;
     if config.smarthost.is_none() || inv.delivery == DeliveryMode::QueueOnly {
         return Ok(Sysexit::Ok);
     }
     if inv.delivery == DeliveryMode::Background {
         if !faces::flush::runner_at_work(config) {
-            spawn_background_delivery(id, inv.config.as_deref());
+            if let Ok(this) = std::env::current_exe() {
+                spawn_background_delivery(&this, true, id, inv.config.as_deref());
+            }
         }
         return Ok(Sysexit::Ok);
     }
@@ -117,13 +217,21 @@ fn deliver_after_submit(
 /// Starts `relaymail flush --id ID --detach --then-due` with no stdio, so
 /// that the caller returns at once; after this message it also delivers
 /// whatever else is due. A failure to start only leaves the message for
-/// the next flush.
-fn spawn_background_delivery(id: &spool::QueueId, config: Option<&std::path::Path>) {
+/// the next flush. `program` is this binary (`itself`: it keeps what it
+/// has) or the full `relaymail` beside the small submitter, which starts
+/// without the setgid group and gains it only by its own setgid bit.
+fn spawn_background_delivery(
+    program: &Path,
+    itself: bool,
+    id: &spool::QueueId,
+    config: Option<&Path>,
+) {
     use std::os::unix::process::CommandExt;
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let mut cmd = std::process::Command::new(exe);
+    let mut cmd = std::process::Command::new(program);
+    // As in `hand_over`: root's child is root's anyway.
+    if !itself && !nix::unistd::getuid().is_root() {
+        cmd.gid(nix::unistd::getgid().as_raw());
+    }
     cmd.arg0("relaymail");
     if let Some(path) = config {
         cmd.arg("-C").arg(path);

@@ -22,6 +22,9 @@ pub mod sink;
 pub mod system;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_relaymail");
+/// What /usr/sbin/sendmail is: the small submitter, which hands anything
+/// but a plain submission to `BIN` beside it.
+pub const SENDMAIL_BIN: &str = env!("CARGO_BIN_EXE_relaymail-sendmail");
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -100,7 +103,8 @@ impl Env {
         let dir = tempfile::tempdir().expect("temp dir");
         let bin = dir.path().join("bin");
         fs::create_dir(&bin).unwrap();
-        for face in ["sendmail", "mailq", "newaliases", "relaymail"] {
+        std::os::unix::fs::symlink(SENDMAIL_BIN, bin.join("sendmail")).unwrap();
+        for face in ["mailq", "newaliases", "relaymail"] {
             std::os::unix::fs::symlink(BIN, bin.join(face)).unwrap();
         }
         fs::create_dir(dir.path().join("home")).unwrap();

@@ -13,7 +13,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use super::{have, is_root, outcome, stdout, BIN};
+use super::{have, is_root, outcome, stdout, BIN, SENDMAIL_BIN};
 
 pub const ALICE: u32 = 47101;
 pub const BOB: u32 = 47102;
@@ -110,12 +110,13 @@ impl Host {
         }
         std::fs::set_permissions(d.join("ns"), std::fs::Permissions::from_mode(0o700)).unwrap();
         // README's Install section.
-        let binary = d.join("prefix/relaymail");
-        std::fs::copy(BIN, &binary).unwrap();
-        chown(&binary, 0, gid, 0o2755);
-        for face in ["sendmail", "mailq"] {
-            std::os::unix::fs::symlink("relaymail", d.join("prefix").join(face)).unwrap();
+        for (name, source) in [("relaymail", BIN), ("relaymail-sendmail", SENDMAIL_BIN)] {
+            let binary = d.join("prefix").join(name);
+            std::fs::copy(source, &binary).unwrap();
+            chown(&binary, 0, gid, 0o2755);
         }
+        std::os::unix::fs::symlink("relaymail-sendmail", d.join("prefix/sendmail")).unwrap();
+        std::os::unix::fs::symlink("relaymail", d.join("prefix/mailq")).unwrap();
         chown(&d.join("etc"), 0, gid, 0o750);
         for sub in ["spool", "spool/tmp", "spool/queue"] {
             chown(&d.join(sub), 0, gid, 0o2770);

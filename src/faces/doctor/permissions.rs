@@ -40,6 +40,11 @@ fn system(config: &Config, report: &mut Report) {
     };
     if let Ok(exe) = std::env::current_exe() {
         binary(&exe, gid, report);
+        // What sendmail runs, installed beside relaymail.
+        let submitter = exe.with_file_name("relaymail-sendmail");
+        if submitter.exists() {
+            binary(&submitter, gid, report);
+        }
     }
     for file in &config.files {
         if let Some((path, problem)) = crate::privilege::untrusted(file, &[0]) {
