@@ -35,9 +35,10 @@ FISHCOMPDIR ?= $(DATADIR)/fish/vendor_completions.d
 LOGWATCHCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/usr/share/logwatch/default.conf/services,/etc/logwatch/conf/services)
 LOGWATCHSCRIPTDIR ?= $(if $(filter /usr,$(PREFIX)),/usr/share/logwatch/scripts/services,/etc/logwatch/scripts/services)
 SYSCONFDIR = /etc
-# sendmail, mailq and newaliases as links to relaymail, and their man
-# pages as links to relaymail-sendmail.8 (the RPM leaves these to
-# alternatives).
+# sendmail as a link to relaymail-sendmail (the small submitter, which
+# hands anything but a plain submission to relaymail beside it), mailq
+# and newaliases as links to relaymail, and their man pages as links to
+# relaymail-sendmail.8 (the RPM leaves these to alternatives).
 SENDMAIL_LINKS ?= yes
 # /usr/lib/sendmail: only where the prefix is /usr.
 LIB_SENDMAIL ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/sendmail,)
@@ -47,6 +48,7 @@ CARGO ?= cargo
 CARGOFLAGS ?= --locked
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/release/relaymail
+SUBMITTER := $(TARGET_DIR)/release/relaymail-sendmail
 GEN := $(TARGET_DIR)/generated
 INSTALL ?= install
 
@@ -87,7 +89,7 @@ install-accounts:
 	fi
 
 install:
-	@[ -x $(BIN) ] && [ -d $(GEN)/man ] && [ -s $(GEN)/completions/relaymail ] || \
+	@[ -x $(BIN) ] && [ -x $(SUBMITTER) ] && [ -d $(GEN)/man ] && [ -s $(GEN)/completions/relaymail ] || \
 		$(MAKE) --no-print-directory all
 	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man5 \
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) \
@@ -95,13 +97,14 @@ install:
 		$(DESTDIR)$(FISHCOMPDIR) $(DESTDIR)$(LOGWATCHCONFDIR) $(DESTDIR)$(LOGWATCHSCRIPTDIR) \
 		$(DESTDIR)$(SYSCONFDIR)/cron.d $(DESTDIR)$(SYSCONFDIR)/logrotate.d
 	$(INSTALL) -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/relaymail
+	$(INSTALL) -m 0755 $(SUBMITTER) $(DESTDIR)$(SBINDIR)/relaymail-sendmail
 ifeq ($(SENDMAIL_LINKS),yes)
-	ln -sf relaymail $(DESTDIR)$(SBINDIR)/sendmail
+	ln -sf relaymail-sendmail $(DESTDIR)$(SBINDIR)/sendmail
 	ln -sf $(call rel,$(BINDIR)/mailq,$(SBINDIR)/relaymail) $(DESTDIR)$(BINDIR)/mailq
 	ln -sf $(call rel,$(BINDIR)/newaliases,$(SBINDIR)/relaymail) $(DESTDIR)$(BINDIR)/newaliases
 ifneq ($(LIB_SENDMAIL),)
 	$(INSTALL) -d $(DESTDIR)$(dir $(LIB_SENDMAIL))
-	ln -sf $(call rel,$(LIB_SENDMAIL),$(SBINDIR)/relaymail) $(DESTDIR)$(LIB_SENDMAIL)
+	ln -sf $(call rel,$(LIB_SENDMAIL),$(SBINDIR)/relaymail-sendmail) $(DESTDIR)$(LIB_SENDMAIL)
 endif
 endif
 	$(INSTALL) -m 0644 $(GEN)/man/*.8.gz $(DESTDIR)$(MANDIR)/man8/
@@ -140,8 +143,8 @@ endif
 	$(INSTALL) -d -m 0750 $(DESTDIR)/var/log/relaymail $(DESTDIR)/var/lib/relaymail
 ifeq ($(OWNERSHIP),yes)
 	$(MAKE) --no-print-directory install-accounts
-	chown root:relaymail $(SBINDIR)/relaymail
-	chmod 2755 $(SBINDIR)/relaymail
+	chown root:relaymail $(SBINDIR)/relaymail $(SBINDIR)/relaymail-sendmail
+	chmod 2755 $(SBINDIR)/relaymail $(SBINDIR)/relaymail-sendmail
 	chown root:relaymail $(SYSCONFDIR)/relaymail $(SYSCONFDIR)/relaymail/conf.d \
 		$(SYSCONFDIR)/relaymail/relaymail.toml $(SYSCONFDIR)/relaymail/credentials \
 		/var/spool/relaymail /var/spool/relaymail/tmp /var/spool/relaymail/queue /var/log/relaymail
@@ -155,7 +158,8 @@ ifeq ($(OWNERSHIP),yes)
 endif
 
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/relaymail $(DESTDIR)$(MANDIR)/man8/relaymail*.8.gz \
+	rm -f $(DESTDIR)$(SBINDIR)/relaymail $(DESTDIR)$(SBINDIR)/relaymail-sendmail \
+		$(DESTDIR)$(MANDIR)/man8/relaymail*.8.gz \
 		$(DESTDIR)$(MANDIR)/man5/relaymail.toml.5.gz \
 		$(DESTDIR)$(BASHCOMPDIR)/relaymail $(DESTDIR)$(ZSHCOMPDIR)/_relaymail \
 		$(DESTDIR)$(FISHCOMPDIR)/relaymail.fish $(DESTDIR)$(LOGWATCHCONFDIR)/relaymail.conf \

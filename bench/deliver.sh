@@ -631,7 +631,16 @@ setup_relaymail() {
     RM_DIR=$T/relaymail
     mkdir -p "$RM_DIR/bin" "$T/sink"
     cp "$RELAYMAIL_BIN" "$RM_DIR/bin/relaymail"
-    ln -s relaymail "$RM_DIR/bin/sendmail"
+    # sendmail is the small submitter beside relaymail, as installed (a
+    # build without one: relaymail itself).
+    local submitter
+    submitter=$(dirname "$RELAYMAIL_BIN")/relaymail-sendmail
+    if [[ -x $submitter ]]; then
+        cp "$submitter" "$RM_DIR/bin/relaymail-sendmail"
+        ln -s relaymail-sendmail "$RM_DIR/bin/sendmail"
+    else
+        ln -s relaymail "$RM_DIR/bin/sendmail"
+    fi
     SINK_BIN=$T/sink/relaymail-sink
     cp "$RELAYMAIL_BIN" "$SINK_BIN"
     "$SINK_BIN" sink --help 2>/dev/null | grep -q -- '--listener' || die "$RELAYMAIL_BIN has no usable 'sink' subcommand"

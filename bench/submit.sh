@@ -312,7 +312,12 @@ setup_relaymail() {
     build_relaymail || return 1
     local dir=$T/relaymail spool=$T/relaymail/spool
     mkdir -p "$dir/bin" "$spool"
-    ln -s "$(realpath "$RELAYMAIL_BIN")" "$dir/bin/sendmail"
+    # sendmail is the small submitter beside relaymail, as installed (a
+    # build without one: relaymail itself).
+    local submitter
+    submitter=$(dirname "$(realpath "$RELAYMAIL_BIN")")/relaymail-sendmail
+    [[ -x $submitter ]] || submitter=$(realpath "$RELAYMAIL_BIN")
+    ln -s "$submitter" "$dir/bin/sendmail"
     cat >"$dir/relaymail.toml" <<EOF
 hostname = "bench.example.com"
 spool_dir = "$spool"

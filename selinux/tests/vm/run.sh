@@ -134,10 +134,11 @@ else
     else
         cp "$binary" "$R/usr/sbin/relaymail"
     fi
-    in_root chgrp relaymail /usr/sbin/relaymail
-    chmod 2755 "$R/usr/sbin/relaymail"
-    ln -sf relaymail "$R/usr/sbin/sendmail"
-    ln -sf /usr/sbin/relaymail "$R/usr/lib/sendmail"
+    cp "$(dirname "$binary")/relaymail-sendmail" "$R/usr/sbin/relaymail-sendmail"
+    in_root chgrp relaymail /usr/sbin/relaymail /usr/sbin/relaymail-sendmail
+    chmod 2755 "$R/usr/sbin/relaymail" "$R/usr/sbin/relaymail-sendmail"
+    ln -sf relaymail-sendmail "$R/usr/sbin/sendmail"
+    ln -sf /usr/sbin/relaymail-sendmail "$R/usr/lib/sendmail"
     ln -sf /usr/sbin/relaymail "$R/usr/bin/mailq"
     ln -sf /usr/sbin/relaymail "$R/usr/bin/newaliases"
     in_root install -d -m 0750 -g relaymail /etc/relaymail /etc/relaymail/conf.d
