@@ -22,9 +22,7 @@ pub fn run(
     caller: &privilege::Caller,
     out: &mut impl Write,
 ) -> Result<Sysexit, Failure> {
-    for warning in &inv.warnings {
-        log::stderr(&format!("{}: warning: {warning}", face.name()));
-    }
+    warn(face, &inv);
     if inv.help || inv.version {
         return usage(face, inv.version, out);
     }
@@ -108,20 +106,20 @@ pub fn plain_submission(argv: &[OsString]) -> Option<Invocation> {
 /// A plain submission in `relaymail-sendmail`: queued, then left to a
 /// runner at work or to a background delivery by the full `relaymail`.
 pub fn submit_plain(inv: Invocation, caller: &privilege::Caller) -> Result<Sysexit, Failure> {
-    for warning in &inv.warnings {
-        log::stderr(&format!("sendmail: warning: {warning}"));
-    }
+    warn(Face::Sendmail, &inv);
     let (_, config) = load_config(inv.config.clone(), caller)?;
     let (id, _log) = queue(Face::Sendmail, &inv, &config)?;
-    if config.smarthost.is_some()
-        && inv.delivery == DeliveryMode::Background
-        && !faces::flush::runner_at_work(&config)
-    {
-        if let Some(full) = full_program() {
-            spawn_background_delivery(&full, false, &id, inv.config.as_deref());
-        }
+    if config.smarthost.is_some() && inv.delivery == DeliveryMode::Background {
+        start_background(&config, &inv, &id, full_program());
     }
     Ok(Sysexit::Ok)
+}
+
+/// sendmail's warnings about flags it ignores.
+fn warn(face: Face, inv: &Invocation) {
+    for warning in &inv.warnings {
+        log::stderr(&format!("{}: warning: {warning}", face.name()));
+    }
 }
 
 /// Everything but a plain submission: `relaymail-sendmail` becomes the
@@ -189,11 +187,7 @@ fn deliver_after_submit(
         return Ok(Sysexit::Ok);
     }
     if inv.delivery == DeliveryMode::Background {
-        if !faces::flush::runner_at_work(config) {
-            if let Ok(this) = std::env::current_exe() {
-                spawn_background_delivery(&this, true, id, inv.config.as_deref());
-            }
-        }
+        start_background(config, inv, id, std::env::current_exe().ok());
         return Ok(Sysexit::Ok);
     }
     let options = faces::flush::Options {
@@ -214,26 +208,33 @@ fn deliver_after_submit(
     Ok(status)
 }
 
-/// Starts `relaymail flush --id ID --detach --then-due` with no stdio, so
-/// that the caller returns at once; after this message it also delivers
-/// whatever else is due. A failure to start only leaves the message for
-/// the next flush. `program` is this binary (`itself`: it keeps what it
-/// has) or the full `relaymail` beside the small submitter, which starts
-/// without the setgid group and gains it only by its own setgid bit.
-fn spawn_background_delivery(
-    program: &Path,
-    itself: bool,
+/// `-odb`: leaves the message to a runner at work, or starts `program`
+/// (a full relaymail) as `relaymail flush --id ID --detach --then-due`
+/// with no stdio, so that the caller returns at once; after this message
+/// it also delivers whatever else is due. A failure to start only leaves
+/// the message for the next flush. A user's setgid group is not passed
+/// on: the program gains it by its own setgid bit, so a copy of the small
+/// submitter next to someone else's `relaymail` lends that one nothing
+/// (root is left alone, as in `hand_over`).
+fn start_background(
+    config: &Config,
+    inv: &Invocation,
     id: &spool::QueueId,
-    config: Option<&Path>,
+    program: Option<PathBuf>,
 ) {
     use std::os::unix::process::CommandExt;
+    if faces::flush::runner_at_work(config) {
+        return;
+    }
+    let Some(program) = program else {
+        return;
+    };
     let mut cmd = std::process::Command::new(program);
-    // As in `hand_over`: root's child is root's anyway.
-    if !itself && !nix::unistd::getuid().is_root() {
+    if !nix::unistd::getuid().is_root() {
         cmd.gid(nix::unistd::getgid().as_raw());
     }
     cmd.arg0("relaymail");
-    if let Some(path) = config {
+    if let Some(path) = &inv.config {
         cmd.arg("-C").arg(path);
     }
     cmd.args(["flush", "--detach", "--then-due", "--id", id.as_str()])
