@@ -582,15 +582,10 @@ fn without_system_config(cmd: std::process::Command) -> Option<std::process::Com
 /// as strace sees them: the path of every execve that succeeded.
 fn programs_run(env: &Env, args: &[&str], stdin: &str) -> Vec<String> {
     let trace = env.path("exec-trace");
-    let sendmail = env.cmd("sendmail");
-    let mut cmd = std::process::Command::new("strace");
-    cmd.args(["-f", "-qq", "-e", "trace=execve", "-o"])
-        .arg(&trace)
-        .arg(sendmail.get_program())
-        .args(args)
-        .env_clear()
-        .envs(sendmail.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
-    let out = run_with_stdin(&mut cmd, stdin.as_bytes());
+    let out = run_with_stdin(
+        &mut env.traced("sendmail", "execve", &trace, args),
+        stdin.as_bytes(),
+    );
     assert_exit(&out, 0, env, &format!("sendmail {args:?}"));
     std::fs::read_to_string(&trace)
         .unwrap()

@@ -865,6 +865,9 @@ fn a_users_own_configuration_reaches_neither_the_spool_nor_the_system_secret() {
 /// must not get the group into that program either way.
 #[test]
 fn the_submitter_beside_a_users_own_relaymail_gives_it_no_group() {
+    if !have("python3") {
+        return;
+    }
     // A smarthost nobody listens on: the background delivery is started
     // (no runner slot exists yet), and its failure does not matter.
     let Some(host) = installed("[smarthost]\nhost = \"127.0.0.1\"\nport = 9\ntls = \"none\"\n")

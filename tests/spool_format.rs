@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::sink::Sink;
 use common::*;
 
@@ -157,19 +155,12 @@ fn a_submission_commits_with_two_flushes() {
         "first",
     );
     let trace = env.path("trace");
-    let sendmail = env.cmd("sendmail");
-    let mut cmd = Command::new("strace");
-    cmd.args([
-        "-f",
-        "-e",
-        "trace=fsync,fdatasync,sync_file_range,link,linkat,rename,renameat,renameat2",
-        "-o",
-    ])
-    .arg(&trace)
-    .arg(sendmail.get_program())
-    .args(["-odq", "y@example.net"])
-    .env_clear()
-    .envs(sendmail.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    let mut cmd = env.traced(
+        "sendmail",
+        "fsync,fdatasync,sync_file_range,link,linkat,rename,renameat,renameat2",
+        &trace,
+        &["-odq", "y@example.net"],
+    );
     let out = run_with_stdin(&mut cmd, b"Subject: two flushes\n\nbody\n");
     assert_exit(&out, 0, &env, "traced submission");
     let text = std::fs::read_to_string(&trace).unwrap();

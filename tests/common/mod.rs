@@ -148,6 +148,22 @@ impl Env {
         cmd
     }
 
+    /// `face ARGS` under `strace -f -qq -e trace=SYSCALLS -o TRACE`, with
+    /// this test's environment. strace ends with the last process it
+    /// follows (a background delivery the submission starts, say).
+    pub fn traced(&self, face: &str, syscalls: &str, trace: &Path, args: &[&str]) -> Command {
+        let direct = self.cmd(face);
+        let mut traced = Command::new("strace");
+        traced
+            .args(["-f", "-qq", "-e", &format!("trace={syscalls}"), "-o"])
+            .arg(trace)
+            .arg(direct.get_program())
+            .args(args)
+            .env_clear()
+            .envs(direct.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+        traced
+    }
+
     pub fn run(&self, face: &str, args: &[&str], stdin: &[u8]) -> Output {
         run_with_stdin(self.cmd(face).args(args), stdin)
     }
