@@ -1138,6 +1138,16 @@ fn relay_answering_the_dot(
     rcpt: Vec<&'static str>,
     after_dot: Vec<Option<&'static str>>,
 ) -> (u16, std::thread::JoinHandle<Vec<Vec<String>>>) {
+    relay_answering(rcpt, Vec::new(), after_dot)
+}
+
+/// `relay_answering_the_dot`, and each DATA command answered with the
+/// next of `data` instead of 354 while there is one.
+fn relay_answering(
+    rcpt: Vec<&'static str>,
+    data: Vec<&'static str>,
+    after_dot: Vec<Option<&'static str>>,
+) -> (u16, std::thread::JoinHandle<Vec<Vec<String>>>) {
     use std::io::{BufRead, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -1148,7 +1158,8 @@ fn relay_answering_the_dot(
             .unwrap();
         let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
         let mut writer = stream;
-        let (mut rcpt, mut after_dot) = (rcpt.into_iter(), after_dot.into_iter());
+        let (mut rcpt, mut data, mut after_dot) =
+            (rcpt.into_iter(), data.into_iter(), after_dot.into_iter());
         let mut messages: Vec<Vec<String>> = Vec::new();
         writer.write_all(b"220 relay.example ESMTP\r\n").unwrap();
         let mut line = String::new();
@@ -1166,6 +1177,7 @@ fn relay_answering_the_dot(
                     "250 2.1.0 Ok\r\n"
                 }
                 "RCPT" => rcpt.next().unwrap_or("250 2.1.5 Ok\r\n"),
+                "DATA" if !data.as_slice().is_empty() => data.next().unwrap_or_default(),
                 "DATA" => {
                     writer.write_all(b"354 go ahead\r\n").unwrap();
                     loop {
@@ -1271,6 +1283,48 @@ fn a_5xx_after_the_final_dot_bounces_the_accepted_recipients_with_that_reply() {
         assert!(dsn.contains(want), "DSN lacks {want:?}:\n{dsn}");
     }
     assert_eq!(dsn.matches("Final-Recipient:").count(), 3, "{dsn}");
+}
+
+#[test]
+fn a_5xx_to_the_data_command_bounces_and_a_4xx_defers() {
+    for (answer, status, exit) in [
+        ("554 5.7.1 <DATA>: Data command rejected\r\n", "bounced", 69),
+        ("451 4.3.0 try again later\r\n", "deferred", 75),
+    ] {
+        let (port, relay) = relay_answering(Vec::new(), vec![answer], Vec::new());
+        let env = plain_client(port);
+        let out = env.sendmail(
+            &["-odi", "-f", "owner@example.org", "a@example.net"],
+            "Subject: s\n\nb\n",
+        );
+        assert_exit(&out, exit, &env, answer);
+        let lines = env.log_lines();
+        let line = lines
+            .iter()
+            .find(|l| l.contains("event=delivery") && l.contains("to=<a@example.net>"))
+            .unwrap_or_else(|| panic!("no delivery line: {lines:?}"));
+        assert!(
+            line.contains(&format!("status={status}")) && line.contains(answer.trim_end()),
+            "{line}"
+        );
+        let messages = relay.join().unwrap();
+        if status == "bounced" {
+            // Not kept for a retry: the report to the sender went out over
+            // the same session.
+            assert!(env.queued().is_empty(), "{}", env.listing());
+            assert_eq!(messages.len(), 2, "the message and its DSN: {messages:?}");
+            assert!(messages[1][0].starts_with("MAIL FROM:<>"), "{messages:?}");
+            assert!(
+                messages[1]
+                    .iter()
+                    .any(|l| l.contains("Diagnostic-Code: smtp; 554 5.7.1")),
+                "{messages:?}"
+            );
+        } else {
+            assert_eq!(env.queued().len(), 1, "kept for a retry");
+            assert_eq!(messages.len(), 1, "no DSN: {messages:?}");
+        }
+    }
 }
 
 #[test]

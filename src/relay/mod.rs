@@ -581,9 +581,11 @@ impl Session {
             other => {
                 self.end_transaction(other.as_ref());
                 if let Some(reply) = other.filter(|_| accepted) {
-                    // DATA refused although recipients were accepted.
+                    // DATA refused although recipients were accepted: the
+                    // relay's verdict on the transaction, for each of them
+                    // (4xx defers, 5xx fails for good, as at RCPT).
                     for r in results.iter_mut().filter(|r| r.outcome == Outcome::Sent) {
-                        r.outcome = Outcome::Deferred;
+                        r.outcome = classify(&reply);
                         r.reply = reply.text();
                     }
                 }
