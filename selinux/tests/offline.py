@@ -95,6 +95,14 @@ CALLERS = [
     ("arpwatch_t", "system_mail_t", "arpwatch"),
 ]
 
+# Callers the distribution's policy lets run sendmail only once one of its
+# own booleans is on (off by default): the domain reached, and the boolean.
+# The relaying domain is one of RELAY, checked in full below.
+CALLERS_BY_BOOLEAN = [
+    ("httpd_t", "system_mail_t", "httpd_can_sendmail", "PHP mail() under Apache or php-fpm"),
+    ("httpd_sys_script_t", "system_mail_t", "httpd_can_sendmail", "CGI scripts"),
+]
+
 # The domains that do the relaying work.  (Debian's admin_mail_t is in
 # user_mail_domain too, but no role may hold it: nothing reaches it.)
 RELAY = ["system_mail_t", "user_mail_t", "logwatch_mail_t", "logrotate_mail_t", "sendmail_t",
@@ -288,6 +296,21 @@ def main(policy_path, cil_path, redhat=False):
                 f"  {caller} may execute sendmail_exec_t")
         allowed(src, dst, "process", ["transition"], f"  {caller} may transition to {want}")
         allowed(dst, obj("sendmail_exec_t"), "file", ["entrypoint"],
+                f"  {want} may be entered through sendmail_exec_t")
+
+    print("== callers that need a boolean of the distribution's policy")
+    for caller, want, boolean, who in CALLERS_BY_BOOLEAN:
+        if caller not in types:
+            check(False, f"{who}: {caller} exists in this policy")
+            continue
+        got = transitions.get((caller, "sendmail_exec_t"), "no transition")
+        check(got == want, f"{who}: {caller} -> {want} (with {boolean})", f"type_transition gives {got}")
+        # Denied now, and by nothing but that boolean: turning it on is
+        # all an admin has to do.
+        code, text = decide(ctx(caller), ctx(want), "process", ["transition"])
+        check(code == a2w.BOOLEAN and boolean in text,
+              f"  {caller} may transition to {want} once {boolean} is on", text)
+        allowed(ctx(want), obj("sendmail_exec_t"), "file", ["entrypoint"],
                 f"  {want} may be entered through sendmail_exec_t")
 
     print("== the flush and sink services (SELinuxContext= in their units)")
