@@ -420,6 +420,79 @@ fn swaks_with_pipelining() {
     assert_eq!(e["subject"], "swaks test");
 }
 
+/// esmtp (libESMTP) over STARTTLS with AUTH, twenty times: libESMTP 1.1
+/// mostly hangs after a TLS 1.3 handshake when the server sends session
+/// tickets, so the sink sends none.
+#[test]
+fn esmtp_sends_over_starttls_with_auth_every_time() {
+    if !have("esmtp") {
+        return;
+    }
+    let sink = Sink::start(&["--listener", "127.0.0.1:0=starttls", "--auth", "accept-any"]);
+    // libESMTP trusts ~/.config/libesmtp/ca.pem only (0600, directories
+    // 0700) and checks the certificate against `hostname`.
+    let home = tempfile::tempdir().unwrap();
+    let ca_dir = home.path().join(".config/libesmtp");
+    std::fs::create_dir_all(&ca_dir).unwrap();
+    for dir in [
+        home.path().to_path_buf(),
+        home.path().join(".config"),
+        ca_dir.clone(),
+    ] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let ca = ca_dir.join("ca.pem");
+    std::fs::copy(sink.dir.path().join("state/sink-cert.pem"), &ca).unwrap();
+    std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let rc = home.path().join("esmtprc");
+    std::fs::write(
+        &rc,
+        format!(
+            "hostname = localhost:{}\nusername = \"lab\"\npassword = \"secret\"\nstarttls = required\n",
+            sink.port(0)
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for i in 0..20 {
+        let mut child = Command::new("esmtp")
+            .arg("-C")
+            .arg(&rc)
+            .args(["-i", "-f", "ups@lab", "alerts@lab"])
+            .env("HOME", home.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("Subject: on battery {i}\n\npower lost\n").as_bytes())
+            .unwrap();
+        // A hung session is the failure: give each one 10 s.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("esmtp message {i} hung after STARTTLS");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let out = child.wait_with_output().unwrap();
+        assert!(status.success(), "esmtp message {i}: {}", outcome(&out));
+        let e = sink.event();
+        assert_eq!(e["subject"], format!("on battery {i}"));
+        assert_eq!(e["tls"], "TLSv1.3");
+        assert_eq!(e["auth_user"], "lab");
+    }
+}
+
 #[test]
 fn smtputf8_and_eight_bit_bodies_are_stored_byte_for_byte() {
     let sink = Sink::start(&["--listen", "127.0.0.1:0"]);

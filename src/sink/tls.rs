@@ -57,6 +57,10 @@ pub fn server_config(source: Source<'_>, min: MinTls) -> Result<Arc<ServerConfig
                 key_path.display()
             )
         })?;
+    // No TLS 1.3 session tickets: SMTP clients hardly ever resume, and
+    // libESMTP 1.1 (esmtp) mostly hangs when tickets follow the handshake.
+    let mut config = config;
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
