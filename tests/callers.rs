@@ -1,17 +1,17 @@
 //! The real programs that call sendmail, run against a system-mode
 //! install (tests/common/system.rs) as root and as the unprivileged user
-//! `alice`: bsd-mailx, s-nail, mutt, atd, sudo, PHP's mail(), Python's
-//! `email` package, git send-email, smartd's warning script and logwatch.
-//! Inside the private mount namespace an overlay on /usr/sbin makes
-//! /usr/sbin/sendmail the test's submitter, so the paths these programs
-//! have compiled in reach it; at's spool, the sudoers file and logwatch's
-//! configuration are the test's own there too, and nothing on the host
-//! changes. Each test checks what a user would: the caller exits 0, one
-//! message is queued for the right recipients, with the caller's Subject,
-//! a From of the caller's user, a Date and a Message-ID, the body and
-//! attachments intact (parsed by Python's `email` package, not by
-//! relaymail), no Bcc left in it, CRLF line ends without a doubled CR,
-//! and relaymail's log line for it.
+//! `alice`: bsd-mailx, s-nail, mutt, cron, atd, sudo, PHP's mail(),
+//! Python's `email` package, git send-email, smartd's warning script and
+//! logwatch. Inside the private mount namespace an overlay on /usr/sbin
+//! makes /usr/sbin/sendmail the test's submitter, so the paths these
+//! programs have compiled in reach it; cron's and at's spools, the
+//! sudoers file and logwatch's configuration are the test's own there
+//! too, and nothing on the host changes. Each test checks what a user
+//! would: the caller exits 0, one message is queued for the right
+//! recipients, with the caller's Subject, a From of the caller's user, a
+//! Date and a Message-ID, the body and attachments intact (parsed by
+//! Python's `email` package, not by relaymail), no Bcc left in it, CRLF
+//! line ends without a doubled CR, and relaymail's log line for it.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -97,13 +97,17 @@ fn input(host: &Host, name: &str, contents: &[u8]) -> String {
 
 /// `script` (sh) as `user`, in `work/`, after `setup` as root.
 fn run_as(host: &Host, user: &str, setup: &str, script: &str) -> Output {
-    let d = host.dir.path().to_str().unwrap();
-    let out = host.run(
-        "root",
-        &["sh", "-c", CALLER, "sh", d, user, setup, "sh", "-c", script],
-    );
+    let out = caller(host, user, setup, script).output().unwrap();
     assert_ne!(out.status.code(), Some(99), "{}", outcome(&out));
     out
+}
+
+fn caller(host: &Host, user: &str, setup: &str, script: &str) -> std::process::Command {
+    let d = host.dir.path().to_str().unwrap();
+    host.command(
+        "root",
+        &["sh", "-c", CALLER, "sh", d, user, setup, "sh", "-c", script],
+    )
 }
 
 fn assert_ok(out: &Output, what: &str) {
@@ -122,6 +126,16 @@ fn have_file(path: &str) -> bool {
         eprintln!("skipped: {path} is not installed (scripts/test installs it)");
     }
     found
+}
+
+/// A path of Debian's packaging (cron's and at's spools): on Debian as
+/// `have_file`; elsewhere the test skips with a note.
+fn debian_file(path: &str) -> bool {
+    if !Path::new("/etc/debian_version").exists() {
+        eprintln!("skipped: the test drives Debian's {path}");
+        return false;
+    }
+    have_file(path)
 }
 
 /// Committed messages, oldest first (no smarthost is configured: nothing
@@ -537,8 +551,7 @@ fn at_spool(host: &Host) -> String {
 
 #[test]
 fn at_job_output_through_atd() {
-    // at's spool where Debian keeps it.
-    if !have("at") || !have_file("/usr/sbin/atd") || !have_file("/var/spool/cron/atjobs") {
+    if !have("at") || !have_file("/usr/sbin/atd") || !debian_file("/var/spool/cron/atjobs") {
         return;
     }
     for user in ["root", "alice"] {
@@ -581,6 +594,87 @@ fn at_job_output_through_atd() {
                 recipients: &[&format!("{user}@test.example")],
                 subject: &format!("Output from your job {number}"),
                 from: &added_from(user),
+                body: BODY_LINES,
+                hidden: &[],
+            },
+        );
+    }
+}
+
+/// A daemon the test started (cron -f), killed when the test is done
+/// with it, or fails.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn cron_mails_a_jobs_output() {
+    if !debian_file("/usr/sbin/cron") || !debian_file("/var/spool/cron/crontabs") {
+        return;
+    }
+    let crontab = nix::unistd::Group::from_name("crontab")
+        .unwrap()
+        .expect("the crontab group")
+        .gid
+        .as_raw();
+    let hostname = nix::unistd::gethostname().unwrap();
+    let hostname = hostname.to_str().unwrap();
+    for (user, mailto, recipients) in [
+        ("alice", "", vec!["alice@test.example".to_string()]),
+        (
+            "root",
+            "MAILTO=\"ops@example.org,admin@example.com\"\n",
+            vec!["ops@example.org".into(), "admin@example.com".into()],
+        ),
+    ] {
+        let Some(host) = installed() else { return };
+        let job = input(
+            &host,
+            "job",
+            format!("printf '{}'\n", BODY.replace('\n', "\\n")).as_bytes(),
+        );
+        // The user's crontab, as crontab(1) leaves it, and nothing else:
+        // an @reboot job, which cron runs when it starts (a tmpfs on /run
+        // hides the host's crond.reboot), so no minute is waited for.
+        let tabs = host.path("crontabs");
+        std::fs::create_dir(&tabs).unwrap();
+        chown(&tabs, 0, crontab, 0o1730);
+        let tab = tabs.join(user);
+        std::fs::write(&tab, format!("{mailto}@reboot sh {job}\n")).unwrap();
+        let uid = if user == "root" { 0 } else { ALICE };
+        chown(&tab, uid, crontab, 0o600);
+        let setup = format!(
+            "mount -t tmpfs tmpfs /run && printf 'SHELL=/bin/sh\\nPATH=/usr/bin:/bin\\n' > /etc/crontab && \
+             rm -rf /etc/cron.d && mount --bind {} /var/spool/cron/crontabs",
+            tabs.display()
+        );
+        let mut cron = Daemon(
+            caller(&host, "root", &setup, "exec cron -f")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for(&host, 1, || true, &format!("cron as {user}"));
+        assert!(cron.0.try_wait().unwrap().is_none(), "cron as {user} ended");
+        drop(cron);
+        let q = only_message(&host, "cron");
+        let wanted: Vec<&str> = recipients.iter().map(String::as_str).collect();
+        check(
+            &host,
+            &q,
+            &Expect {
+                what: &format!("cron as {user}"),
+                user,
+                recipients: &wanted,
+                subject: &format!("Cron <{user}@{hostname}> sh {job}"),
+                // Debian's cron: "From: root (Cron Daemon)" for every user.
+                from: &added_from("root"),
                 body: BODY_LINES,
                 hidden: &[],
             },
