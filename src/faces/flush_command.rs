@@ -19,8 +19,11 @@ pub fn run(
     let (_, config, mut log) = setup.configured()?;
     if detach {
         // Background delivery: out of the caller's session and process
-        // group, so cron never waits for it.
+        // group, so cron never waits for it, and holding none of the
+        // caller's descriptors (a script's lock, a pipe its parent reads
+        // to the end), as it may outlive the caller by minutes.
         let _ = nix::unistd::setsid();
+        close_inherited_fds();
     }
     let ids = ids
         .iter()
@@ -47,6 +50,32 @@ pub fn run(
         faces::oauth2::keep_alive(&config, &mut log);
     }
     status
+}
+
+/// Closes the descriptors above stderr this process inherited: those
+/// without close-on-exec, as /proc/self/fdinfo shows (every file relaymail
+/// opens itself has it). Without /proc nothing is closed.
+fn close_inherited_fds() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    let cloexec = nix::fcntl::OFlag::O_CLOEXEC.bits();
+    for fd in fds {
+        let flags = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+            .ok()
+            .and_then(|info| {
+                let value = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
+                i32::from_str_radix(value.trim(), 8).ok()
+            });
+        if flags.is_some_and(|f| f & cloexec == 0) {
+            let _ = nix::unistd::close(fd);
+        }
+    }
 }
 
 /// One flush, then its report.
