@@ -75,10 +75,15 @@ print(json.dumps({"headers": [[k, str(v)] for k, v in msg.items()], "parts": par
 /// for the callers' input files. None (skipped, with a note) where the
 /// namespace cannot be made or python3 is missing.
 fn installed() -> Option<Host> {
+    installed_with("")
+}
+
+/// `installed` with `extra` appended to the configuration.
+fn installed_with(extra: &str) -> Option<Host> {
     if !have("python3") {
         return None;
     }
-    let host = Host::new(CONFIG)?;
+    let host = Host::new(&format!("{CONFIG}{extra}"))?;
     host.install("aliases", b"postmaster: root\n", 0, 0o644);
     host.create_log();
     let work = host.path("work");
@@ -994,4 +999,52 @@ fn logwatch_mails_its_report() {
             hidden: &[],
         },
     );
+}
+
+/// A cron script's lock idiom (`exec 9>lock; flock 9`, mail the result,
+/// let go): once the script lets go and `mail` has returned, the lock is
+/// free, although the background delivery `mail` started is still
+/// talking to the smarthost. That delivery keeps none of the caller's
+/// descriptors: it outlives the caller, for up to command_timeout when
+/// the smarthost stalls, and would hold the script's lock (or a pipe its
+/// parent reads to the end) all that time.
+#[test]
+fn the_background_delivery_keeps_none_of_the_callers_descriptors() {
+    if !have("bsd-mailx") || !have("flock") {
+        return;
+    }
+    // A smarthost that accepts the connection and never greets.
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = stalled.local_addr().unwrap().port();
+    let Some(host) = installed_with(&format!(
+        "\n[smarthost]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ncommand_timeout = \"120s\"\n"
+    )) else {
+        return;
+    };
+    let (tx, connected) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((stream, _)) = stalled.accept() {
+            let _ = tx.send(());
+            // Held open, silent, until the test ends.
+            std::thread::sleep(Duration::from_secs(60));
+            drop(stream);
+        }
+    });
+    let lock = host.path("home/alice/backup.lock");
+    let out = run_as(
+        &host,
+        "alice",
+        "",
+        &format!(
+            "exec 9>{lock}; flock 9 || exit 2; echo 'backup done' | bsd-mailx -s 'nightly backup' bob@example.net || exit 3; \
+             exec 9>&-; flock -w 10 {lock} true || {{ echo 'the lock is still held' >&2; exit 4; }}",
+            lock = lock.display()
+        ),
+    );
+    assert_ok(&out, "the lock after mail returned");
+    connected
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the background delivery connects to the smarthost");
+    let q = only_message(&host, "the locked script's mail");
+    assert_eq!(q.recipients(), ["bob@example.net"]);
 }
