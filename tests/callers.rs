@@ -1048,3 +1048,72 @@ fn the_background_delivery_keeps_none_of_the_callers_descriptors() {
     let q = only_message(&host, "the locked script's mail");
     assert_eq!(q.recipients(), ["bob@example.net"]);
 }
+
+/// End to end: mutt's message with its binary attachment, sent by alice
+/// and delivered in the background to the project's sink, arrives as it
+/// was queued: the body's "." and "From " lines and the attachment's
+/// bytes, for the one recipient, from alice.
+#[test]
+fn mutt_mail_arrives_intact_at_the_smarthost() {
+    if !have("mutt") {
+        return;
+    }
+    let sink = common::sink::Sink::start(&["--listen", "127.0.0.1:0"]);
+    let Some(host) = installed_with(&format!(
+        "\n[smarthost]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+        sink.port(0)
+    )) else {
+        return;
+    };
+    let body = input(&host, "body", BODY.as_bytes());
+    let attachment = binary_attachment();
+    input(&host, "data.bin", &attachment);
+    let out = run_as(
+        &host,
+        "alice",
+        "",
+        &format!("mutt -n -F /dev/null -s 'mutt delivered' -b hidden@example.net -a data.bin -- bob@example.net < {body}"),
+    );
+    assert_ok(&out, "mutt");
+    let mut rcpt = Vec::new();
+    let mut stored = Vec::new();
+    // One SMTP transaction for both recipients, or one each.
+    while rcpt.len() < 2 {
+        let event = sink.event();
+        assert_eq!(event["from"], "alice@host.test.example", "{event}");
+        for r in event["rcpt"].as_array().unwrap() {
+            rcpt.push(r.as_str().unwrap().to_string());
+        }
+        stored.push(std::fs::read(event["path"].as_str().unwrap()).unwrap());
+    }
+    rcpt.sort();
+    assert_eq!(rcpt, ["bob@example.net", "hidden@example.net"]);
+    for message in &stored {
+        let parsed = Parsed::of(message);
+        assert_eq!(parsed.one("Subject"), "mutt delivered");
+        assert!(parsed.all("Bcc").is_empty(), "no Bcc at the smarthost");
+        // What relaymail sent: from its Received line on (the sink's own
+        // trace line above it names the envelope's recipients).
+        let text = String::from_utf8_lossy(message);
+        let sent = text
+            .find("Received: by host.test.example (relaymail")
+            .map(|at| &text[at..])
+            .expect("relaymail's Received line");
+        assert!(
+            !sent.contains("hidden@"),
+            "the Bcc recipient shows at the smarthost: {sent}"
+        );
+        assert_eq!(parsed.text(), BODY, "the body as mutt wrote it");
+        assert!(
+            parsed.attachment("data.bin") == attachment.as_slice(),
+            "the attachment's bytes changed on the way"
+        );
+    }
+    // Delivered and gone from the queue (the log says so first).
+    wait_for(
+        &host,
+        1,
+        || host.log_text().contains("\"status\":\"sent\"") && host.queued_ids().is_empty(),
+        "the delivery",
+    );
+}
