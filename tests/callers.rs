@@ -115,8 +115,18 @@ fn caller(host: &Host, user: &str, setup: &str, script: &str) -> std::process::C
     )
 }
 
+/// The caller exited 0, and relaymail, whose stderr the callers pass on,
+/// had nothing to warn about.
 fn assert_ok(out: &Output, what: &str) {
     assert!(out.status.success(), "{what}: {}", outcome(out));
+    let said = format!("{}{}", stdout(out), stderr(out));
+    assert!(
+        !said
+            .lines()
+            .any(|l| l.starts_with("sendmail:") || l.starts_with("relaymail")),
+        "{what}: {}",
+        outcome(out)
+    );
 }
 
 /// Whether a program the test drives by its full path is installed (as
