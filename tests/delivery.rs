@@ -333,6 +333,13 @@ fn a_permanent_refusal_bounces_with_an_rfc3464_report() {
     let body = format!("Subject: too big\n\n{}", "0123456789abcdef\n".repeat(400));
     let out = env.sendmail(&["-odi", "-f", "owner@example.org", "a@example.net"], &body);
     assert_exit(&out, 69, &env, "refused for good");
+    // The bounce report goes out in the same run, but its recipient is
+    // not one of the message's: the message had one, and it was refused.
+    let said = stderr(&out);
+    assert!(
+        said.contains("0 recipient(s) sent, 0 deferred") && said.contains(", 1 refused"),
+        "{said}"
+    );
     // The relay refused at MAIL (SIZE=), so the DSN is what arrives.
     let dsn = sink.event();
     assert_eq!(dsn["from"], "", "a bounce comes from the null sender");

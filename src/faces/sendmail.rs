@@ -194,7 +194,9 @@ fn deliver_after_submit(
         ids: vec![id.clone()],
         ..Default::default()
     };
-    let summary = faces::flush::flush(config, &options, log)?;
+    // Its own recipients: a bounce report this run queued and delivered
+    // for it is not part of its outcome.
+    let summary = faces::flush::flush(config, &options, log)?.without_reports();
     let status = summary.sysexit();
     if status != Sysexit::Ok {
         log::stderr(&format!(

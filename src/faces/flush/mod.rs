@@ -44,9 +44,32 @@ pub struct Summary {
     pub deferred: usize,
     pub bounced: usize,
     pub busy: usize,
+    /// Of the recipients counted above, those of bounce reports: a run
+    /// also delivers the reports it queues.
+    pub reports: Reports,
+}
+
+/// Recipients of bounce reports, by outcome.
+#[derive(Default, Debug)]
+pub struct Reports {
+    pub sent: usize,
+    pub deferred: usize,
+    pub bounced: usize,
 }
 
 impl Summary {
+    /// The messages' own recipients, without those of the bounce reports
+    /// the run queued and delivered (what `sendmail -odi` reports on).
+    pub fn without_reports(&self) -> Summary {
+        Summary {
+            sent: self.sent.saturating_sub(self.reports.sent),
+            deferred: self.deferred.saturating_sub(self.reports.deferred),
+            bounced: self.bounced.saturating_sub(self.reports.bounced),
+            busy: self.busy,
+            reports: Reports::default(),
+        }
+    }
+
     /// sendmail -odi: 0 all sent, 75 something to retry, 69 refused.
     pub fn sysexit(&self) -> Sysexit {
         if self.deferred > 0 || self.busy > 0 {
@@ -171,6 +194,9 @@ impl Summary {
         self.deferred += part.deferred;
         self.bounced += part.bounced;
         self.busy += part.busy;
+        self.reports.sent += part.reports.sent;
+        self.reports.deferred += part.reports.deferred;
+        self.reports.bounced += part.reports.bounced;
     }
 }
 

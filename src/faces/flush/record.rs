@@ -59,6 +59,13 @@ pub(super) fn record(
                 bounced.push(*index);
             }
         }
+        if env.is_bounce {
+            match result.outcome {
+                Outcome::Sent => summary.reports.sent += 1,
+                Outcome::Deferred => summary.reports.deferred += 1,
+                Outcome::Bounced => summary.reports.bounced += 1,
+            }
+        }
         r.status = status;
         r.reply = Some(result.reply.clone());
         let severity = if result.outcome == Outcome::Sent {
