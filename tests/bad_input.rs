@@ -217,6 +217,14 @@ fn invalid_config_names_file_line_and_key() {
         let out = env.sendmail(&["x@example.net"], "\nb\n");
         assert_refused(&env, &out, 78, position, text);
         assert!(stderr(&out).contains(hint), "{text}: {}", stderr(&out));
+        if position.starts_with(':') {
+            // The pointer names a page that is installed.
+            assert!(
+                stderr(&out).contains("relaymail.toml(5) describes every key"),
+                "{text}: {}",
+                stderr(&out)
+            );
+        }
         let check = env.run("relaymail", &["config", "check"], b"");
         assert_eq!(
             check.status.code(),
@@ -243,6 +251,11 @@ fn unreadable_or_missing_config() {
         78,
         "missing.toml: No such file",
         "missing config",
+    );
+    assert!(
+        stderr(&out).contains("relaymail.toml(5) describes every key"),
+        "{}",
+        stderr(&out)
     );
     let out = env.sendmail(
         &["-C", env.path("bin").to_str().unwrap(), "x@example.net"],

@@ -35,7 +35,7 @@ impl fmt::Display for Error {
                 match source.kind() {
                     std::io::ErrorKind::NotFound => write!(
                         f,
-                        "; create it (see sendmail.example.toml) or point -C / RELAYMAIL_CONFIG at an existing file"
+                        "; create it (relaymail.toml(5) describes every key) or point -C / RELAYMAIL_CONFIG at an existing file"
                     ),
                     std::io::ErrorKind::PermissionDenied => write!(
                         f,
@@ -59,7 +59,7 @@ impl fmt::Display for Error {
                 if let Some(s) = suggestion {
                     write!(f, "; did you mean \"{s}\"?")?;
                 }
-                write!(f, "; see sendmail.example.toml for every key")
+                write!(f, "; relaymail.toml(5) describes every key")
             }
             Error::Invalid { path, key, message } => write!(f, "{path}: {key}: {message}"),
         }

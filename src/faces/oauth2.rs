@@ -106,7 +106,7 @@ pub fn keep_alive(config: &Config, log: &mut Logger) {
 fn not_configured() -> Failure {
     Failure::new(
         Sysexit::Config,
-        "no [smarthost.oauth2] section in the configuration; add one (see sendmail.example.toml)",
+        "no [smarthost.oauth2] section in the configuration; add one (see relaymail.toml(5))",
     )
 }
 

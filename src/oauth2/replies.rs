@@ -34,7 +34,7 @@ pub fn explain(reply: &str) -> Option<Known> {
         },
         "5.7.30" => Known {
             meaning: "Microsoft 365 no longer accepts a password (Basic authentication) for SMTP",
-            fix: "add [smarthost.oauth2] with provider = \"microsoft\", tenant and client_id (see sendmail.example.toml), then run relaymail oauth2 login",
+            fix: "add [smarthost.oauth2] with provider = \"microsoft\", tenant and client_id (see relaymail.toml(5)), then run relaymail oauth2 login",
         },
         "5.7.3" => Known {
             meaning: "Microsoft 365 refused the credentials: a token for another mailbox than username, a token without SMTP.Send, an application without rights on the mailbox, or a wrong password",

@@ -101,7 +101,7 @@ fn diagnose(config: &Config, test: Option<&TestEnvelope>, report: &mut Report) {
         report.fail(
             "smarthost",
             "no [smarthost] is configured: mail is queued but never sent",
-            "add a [smarthost] section (see sendmail.example.toml)",
+            "add a [smarthost] section (see relaymail.toml(5))",
         );
         return;
     };

@@ -139,7 +139,7 @@ fn flush_tracked(
     let Some(host) = &config.smarthost else {
         return Err(Failure::new(
             Sysexit::Config,
-            "no [smarthost] is configured, so queued mail cannot be delivered; add one (see sendmail.example.toml)",
+            "no [smarthost] is configured, so queued mail cannot be delivered; add one (see relaymail.toml(5))",
         ));
     };
     let workers = (ids.len() / MESSAGES_PER_SESSION).clamp(1, host.connections);
