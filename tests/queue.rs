@@ -152,6 +152,10 @@ fn config_check_prints_effective_settings() {
     assert!(text.contains("hostname = \"host.test.example\""), "{text}");
     assert!(text.contains("mode = \"user\""), "{text}");
     assert!(text.contains("max_message_size = 67108864"), "{text}");
+    // Under the names the file uses, computed defaults filled in.
+    assert!(text.contains("[[sink.listener]]"), "{text}");
+    assert!(!text.contains("sink.listeners"), "{text}");
+    assert!(text.contains("max_connections_per_client = 25"), "{text}");
 }
 
 #[test]

@@ -175,6 +175,8 @@ pub struct Log {
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Sink {
+    /// Shown as `[[sink.listener]]`, the tables' name in the file.
+    #[serde(rename = "listener")]
     pub listeners: Vec<Listener>,
     pub store: String,
     pub cert_file: Option<PathBuf>,

@@ -17,7 +17,10 @@ pub fn check(source: &Source, config: &Config, out: &mut impl Write) -> Result<S
         Source::Defaults => "no file found",
     };
     writeln!(out, "# configuration OK: {files} ({origin})").map_err(output)?;
-    let text = toml::to_string(config).map_err(|e| {
+    // Every setting with its effective value, the computed defaults too.
+    let mut effective = config.clone();
+    effective.sink.max_connections_per_client = Some(config.sink.per_client_limit());
+    let text = toml::to_string(&effective).map_err(|e| {
         Failure::new(
             Sysexit::Software,
             format!("cannot show the configuration: {e}"),
