@@ -455,6 +455,15 @@ fn help_and_version_work_with_a_broken_config() {
     let out = env.run("relaymail", &["--help"], b"");
     assert_exit(&out, 0, &env, "--help");
     assert!(stdout(&out).contains("queue"));
+    // sendmail's usage points to the page that has every sendmail flag
+    // (relaymail --help has none of them).
+    let out = env.sendmail(&["--help"], "");
+    assert_exit(&out, 0, &env, "sendmail --help");
+    assert!(
+        stdout(&out).contains("relaymail-sendmail(8) describes every flag"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]

@@ -153,7 +153,7 @@ pub enum Action {
         #[arg(long, hide = true)]
         then_due: bool,
     },
-    /// Queue a demo message in a throw-away spool and show the queue and log.
+    /// Send a message as cron does through a throw-away setup with a local sink as the smarthost; show each step.
     Demo,
     /// Check config, permissions, DNS, the relay's TLS and AUTH; say what to fix.
     Doctor {
@@ -321,7 +321,7 @@ pub struct SinkRun {
 pub enum SinkAction {
     /// List received messages (time, client, HELO, TLS, from, to, subject).
     List {
-        /// One JSON line per message instead of the table.
+        /// One JSON array instead of the table.
         #[arg(long)]
         json: bool,
         /// The sink's state directory (default: [sink] state_dir).

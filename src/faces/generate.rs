@@ -327,6 +327,9 @@ fn options(roff: &mut Roff, command: &clap::Command) {
             .map(|v| v.to_string_lossy().into_owned())
             .collect();
         if !defaults.is_empty() && arg.get_action().takes_values() {
+            if !help.is_empty() && !help.ends_with('.') {
+                help.push('.');
+            }
             help.push_str(&format!(" Default: {}.", defaults.join(", ")));
         }
         roff.text([roman(help)]);
@@ -384,6 +387,11 @@ mod tests {
             assert!(text.contains(&format!("\\-\\-{flag}")), "--{flag} missing");
         }
         assert!(text.contains(".SS \"relaymail sink wait\""), "{text}");
+        // A default follows its sentence, not in the middle of it.
+        assert!(
+            text.contains("How many matching messages to wait for. Default: 1."),
+            "{text}"
+        );
     }
 
     #[test]

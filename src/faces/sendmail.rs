@@ -251,7 +251,7 @@ fn usage(face: Face, version: bool, out: &mut impl Write) -> Result<Sysexit, Fai
         format!("relaymail {}\n", env!("CARGO_PKG_VERSION"))
     } else {
         format!(
-            "usage: {} [flags] [recipient ...] < message\n\n  -t            also take recipients from To:, Cc:, Bcc: (Bcc: is removed)\n  -i, -oi       a line with a single dot does not end the message\n  -f ADDR       envelope sender (also -r)\n  -F NAME       full name for an added From: header\n  -odb|-odi|-odq  background, interactive or queue-only delivery\n  -bp           list the queue (mailq)   -bi  check aliases (newaliases)\n  -bv ADDR      show where mail for ADDR goes\n  -C FILE       configuration file\n  -v            print the log lines on stderr\n\nOther sendmail flags are accepted for compatibility. See `relaymail --help`.\n",
+            "usage: {} [flags] [recipient ...] < message\n\n  -t            also take recipients from To:, Cc:, Bcc: (Bcc: is removed)\n  -i, -oi       a line with a single dot does not end the message\n  -f ADDR       envelope sender (also -r)\n  -F NAME       full name for an added From: header\n  -odb|-odi|-odq  background, interactive or queue-only delivery\n  -bp           list the queue (mailq)   -bi  check aliases (newaliases)\n  -bv ADDR      show where mail for ADDR goes\n  -bs           an SMTP dialogue on stdin and stdout\n  -q            deliver the whole queue now (relaymail flush)\n  -C FILE       configuration file\n  -v            print the log lines on stderr\n\nOther sendmail flags are accepted for compatibility; relaymail-sendmail(8) describes every flag.\n",
             face.name()
         )
     };
