@@ -1476,3 +1476,41 @@ fn a_per_client_limit_above_the_total_or_zero_is_refused() {
         "{err}"
     );
 }
+
+/// In user mode the default store is `<state_dir>/mail`; a `--state-dir`
+/// flag wins over the configuration, and the default store goes with it.
+#[test]
+fn state_dir_flag_moves_the_default_store_in_user_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relaymail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[log]\nsyslog = false\n[sink]\nstate_dir = \"{}\"\n",
+            dir.path().join("configured").display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("flag");
+    let mut child = Command::new(BIN)
+        .args(["sink", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(&state)
+        .env("RELAYMAIL_CONFIG", &config)
+        .env("HOME", dir.path())
+        .env_remove("XDG_STATE_HOME")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let wanted = format!("storing to maildir:{}", state.join("mail").display());
+    assert!(line.contains(&wanted), "{line}");
+    assert!(state.join("mail/new").is_dir(), "{line}");
+    assert!(!dir.path().join("configured").exists(), "{line}");
+}

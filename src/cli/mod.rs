@@ -286,7 +286,8 @@ pub struct SinkRun {
     /// The private key for --cert (PEM).
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<std::path::PathBuf>,
-    /// Where the generated certificate and the message index live.
+    /// Where the generated certificate and the message index live (in user
+    /// mode also the default store, DIR/mail, when no store is set).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<std::path::PathBuf>,
     /// Host name in the banner and Received: lines.

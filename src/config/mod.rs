@@ -179,6 +179,10 @@ pub struct Sink {
     #[serde(rename = "listener")]
     pub listeners: Vec<Listener>,
     pub store: String,
+    /// No `store` was set and the default is `<state_dir>/mail` (user
+    /// mode): a `--state-dir` flag moves it along.
+    #[serde(skip)]
+    pub store_in_state_dir: bool,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
     pub tls_min_version: MinTls,

@@ -189,6 +189,7 @@ fn resolve_sink(where_: &str, raw: schema::RawSink, mode: Mode) -> Result<Sink, 
     };
     let sink = Sink {
         listeners,
+        store_in_state_dir: raw.store.is_none() && mode == Mode::User,
         store: raw.store.unwrap_or_else(|| match mode {
             Mode::System => "maildir:/var/lib/relaymail/sink".to_string(),
             Mode::User => format!("maildir:{}", state_dir.join("mail").display()),

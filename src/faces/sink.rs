@@ -138,6 +138,9 @@ fn apply(s: &mut config::Sink, f: &SinkRun) -> Result<(), Failure> {
     }
     if let Some(dir) = &f.state_dir {
         s.state_dir = dir.clone();
+        if s.store_in_state_dir && f.store.is_none() {
+            s.store = format!("maildir:{}", dir.join("mail").display());
+        }
     }
     if let Some(size) = &f.max_message_size {
         s.max_message_size = values::parse_size(size).map_err(usage)?;
