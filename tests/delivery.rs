@@ -381,6 +381,13 @@ fn a_permanent_refusal_bounces_with_an_rfc3464_report() {
             .any(|l| l.contains("event=bounce") && l.contains("to=<owner@example.org>")),
         "{lines:?}"
     );
+    // The recipient's line comes first, then the report queued for it.
+    let bounced = lines.iter().position(|l| l.contains("status=bounced"));
+    let report = lines.iter().position(|l| l.contains("event=bounce "));
+    assert!(
+        matches!((bounced, report), (Some(b), Some(r)) if b < r),
+        "{lines:?}"
+    );
 }
 
 #[test]

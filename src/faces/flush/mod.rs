@@ -455,15 +455,18 @@ impl Run<'_> {
         if !done || !bounced.is_empty() {
             locked.update(env)?;
         }
-        let bounce = match locked.body() {
+        let (bounce, bounce_event) = match locked.body() {
             Ok(mut body) => self.send_bounce(env, &mut body, &bounced, relay),
             Err(_) => self.send_bounce(env, &mut std::io::empty(), &bounced, relay),
         };
         if done {
             self.finish(locked)?;
         }
+        // The recipients' lines first, then the report queued for those
+        // that bounced.
         events
             .iter()
+            .chain(bounce_event.as_ref())
             .for_each(|(severity, e)| self.log(*severity, e));
         if let Some(id) = bounce {
             lock(&self.tried).insert(id.clone());
@@ -473,18 +476,21 @@ impl Run<'_> {
     }
 
     /// Queues a DSN for the recipients that failed in this attempt (none
-    /// for a bounce, or when there is nobody to tell). Returns its ID.
+    /// for a bounce, or when there is nobody to tell). Returns its ID and
+    /// the log line to write after the recipients' own.
     fn send_bounce(
         &self,
         env: &Envelope,
         message: &mut dyn std::io::Read,
         bounced: &[usize],
         relay: &str,
-    ) -> Option<QueueId> {
+    ) -> (Option<QueueId>, Option<(Severity, Event)>) {
         if bounced.is_empty() {
-            return None;
+            return (None, None);
         }
-        let to = crate::bounce::recipient(self.config, env)?;
+        let Some(to) = crate::bounce::recipient(self.config, env) else {
+            return (None, None);
+        };
         let failed: Vec<crate::bounce::Failed> = bounced
             .iter()
             .filter_map(|i| env.recipients.get(*i))
@@ -496,23 +502,20 @@ impl Run<'_> {
             .collect();
         match crate::bounce::queue(self.config, &self.spool, env, message, &failed, relay, &to) {
             Ok(id) => {
-                self.log(
-                    Severity::Info,
-                    &Event::new(event::BOUNCE)
-                        .id(&env.id)
-                        .field("dsn_id", &id)
-                        .addr("to", &to)
-                        .field("failed", failed.len()),
-                );
-                Some(id)
+                let line = Event::new(event::BOUNCE)
+                    .id(&env.id)
+                    .field("dsn_id", &id)
+                    .addr("to", &to)
+                    .field("failed", failed.len());
+                (Some(id), Some((Severity::Info, line)))
             }
-            Err(e) => {
-                self.log(
+            Err(e) => (
+                None,
+                Some((
                     Severity::Error,
-                    &Event::new(event::BOUNCE).id(&env.id).field("error", e),
-                );
-                None
-            }
+                    Event::new(event::BOUNCE).id(&env.id).field("error", e),
+                )),
+            ),
         }
     }
 
