@@ -337,9 +337,10 @@ fn a_permanent_refusal_bounces_with_an_rfc3464_report() {
     // not one of the message's: the message had one, and it was refused.
     let said = stderr(&out);
     assert!(
-        said.contains("0 recipient(s) sent, 0 deferred") && said.contains(", 1 refused"),
+        said.contains("0 recipient(s) sent, 0 deferred, 1 refused"),
         "{said}"
     );
+    assert!(!said.contains("stays queued"), "it does not: {said}");
     // The relay refused at MAIL (SIZE=), so the DSN is what arrives.
     let dsn = sink.event();
     assert_eq!(dsn["from"], "", "a bounce comes from the null sender");

@@ -199,8 +199,14 @@ fn deliver_after_submit(
     let summary = faces::flush::flush(config, &options, log)?.without_reports();
     let status = summary.sysexit();
     if status != Sysexit::Ok {
+        // Only a deferred (or busy) message is still in the queue.
+        let stays = if summary.deferred + summary.busy > 0 {
+            " (it stays queued and is retried)"
+        } else {
+            ""
+        };
         log::stderr(&format!(
-            "{}: {id} was queued; {} recipient(s) sent, {} deferred (it stays queued and is retried), {} refused (see mailq and the mail log)",
+            "{}: {id} was queued; {} recipient(s) sent, {} deferred{stays}, {} refused (see mailq and the mail log)",
             face.name(),
             summary.sent,
             summary.deferred,
