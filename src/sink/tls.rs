@@ -72,7 +72,12 @@ fn generated(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf), String> {
         return Ok((cert, key));
     }
     fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let names = vec![hostname.to_string(), "localhost".to_string()];
+    // Its name, and localhost for clients on this host (once: a client's
+    // "it is for ..." should not list a name twice).
+    let mut names = vec![hostname.to_string()];
+    if !hostname.eq_ignore_ascii_case("localhost") {
+        names.push("localhost".to_string());
+    }
     let pair = rcgen::generate_simple_self_signed(names)
         .map_err(|e| format!("cannot generate a certificate: {e}"))?;
     write_private(&key, pair.signing_key.serialize_pem().as_bytes())?;
@@ -102,6 +107,19 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names(hostname: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (cert, _) = generated(dir.path(), hostname).expect("generated");
+        let der = CertificateDer::from_pem_file(&cert).expect("pem");
+        crate::tls_failure::CertInfo::parse(&der).names
+    }
+
+    #[test]
+    fn generated_certificate_names_the_host_and_localhost_once_each() {
+        assert_eq!(names("sink.example"), ["sink.example", "localhost"]);
+        assert_eq!(names("localhost"), ["localhost"]);
+    }
 
     #[test]
     fn generated_certificate_is_kept_and_reused() {
