@@ -27,7 +27,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::system::{chown, Host, ALICE};
-use common::{have, outcome, split_queue_file, stderr, stdout, Queued};
+use common::{have, have_file, outcome, split_queue_file, stderr, stdout, Queued};
 
 const CONFIG: &str = "hostname = \"host.test.example\"\n\n[rewrite]\ndefault_domain = \"test.example\"\naliases_file = \"/etc/relaymail/aliases\"\n\n[log]\nsyslog = false\nfile = \"/var/log/relaymail/relaymail.jsonl\"\n";
 
@@ -127,20 +127,6 @@ fn assert_ok(out: &Output, what: &str) {
         "{what}: {}",
         outcome(out)
     );
-}
-
-/// Whether a program the test drives by its full path is installed (as
-/// `have`: a failure in CI, a skip with a note elsewhere).
-fn have_file(path: &str) -> bool {
-    let found = Path::new(path).exists();
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{path} is not installed; scripts/test installs it"
-        );
-        eprintln!("skipped: {path} is not installed (scripts/test installs it)");
-    }
-    found
 }
 
 /// A path of Debian's packaging (cron's and at's spools): on Debian as
@@ -405,6 +391,15 @@ fn check(host: &Host, q: &Queued, e: &Expect) -> Parsed {
     parsed
 }
 
+/// What most cases do: `script` run as `user` exits 0 with no warning,
+/// and the one message it queued is as `e` says.
+fn mails_as_expected(host: &Host, user: &str, script: &str, e: &Expect) -> Parsed {
+    let out = run_as(host, user, "", script);
+    assert_ok(&out, e.what);
+    let q = only_message(host, e.what);
+    check(host, &q, e)
+}
+
 /// The From relaymail adds for a caller that writes none: the user's
 /// address at the configured hostname.
 fn added_from(user: &str) -> String {
@@ -422,17 +417,7 @@ fn bsd_mailx() {
     for user in ["root", "alice"] {
         let Some(host) = installed() else { return };
         let body = input(&host, "body", BODY.as_bytes());
-        let out = run_as(
-            &host,
-            user,
-            "",
-            &format!("bsd-mailx -s 'mailx report' -c cc@example.org -b hidden@example.net bob@example.net < {body}"),
-        );
-        assert_ok(&out, "bsd-mailx");
-        let q = only_message(&host, "bsd-mailx");
-        check(
-            &host,
-            &q,
+        mails_as_expected(&host, user, &format!("bsd-mailx -s 'mailx report' -c cc@example.org -b hidden@example.net bob@example.net < {body}"),
             &Expect {
                 what: &format!("bsd-mailx as {user}"),
                 user,
@@ -456,17 +441,10 @@ fn s_nail() {
         let body = input(&host, "body", BODY.as_bytes());
         // -: (no configuration files) as a script would; s-nail encodes
         // the "." and "From " lines quoted-printable, Python decodes them.
-        let out = run_as(
+        mails_as_expected(
             &host,
             user,
-            "",
             &format!("s-nail -:/ -s 'nail report' -b hidden@example.net bob@example.net < {body}"),
-        );
-        assert_ok(&out, "s-nail");
-        let q = only_message(&host, "s-nail");
-        check(
-            &host,
-            &q,
             &Expect {
                 what: &format!("s-nail as {user}"),
                 user,
@@ -771,12 +749,10 @@ exit($ok ? 0 : 1);
     for user in ["root", "alice"] {
         let Some(host) = installed() else { return };
         let file = input(&host, "mail.php", script.as_bytes());
-        let out = run_as(&host, user, "", &format!("php -n {file}"));
-        assert_ok(&out, "php mail()");
-        let q = only_message(&host, "php");
-        check(
+        mails_as_expected(
             &host,
-            &q,
+            user,
+            &format!("php -n {file}"),
             &Expect {
                 what: &format!("PHP mail() as {user}"),
                 user,

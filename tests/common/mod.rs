@@ -397,12 +397,22 @@ pub fn have(program: &str) -> bool {
         .args(["-c", &format!("command -v {program}")])
         .output()
         .is_ok_and(|o| o.status.success());
+    installed_or_skip(found, program)
+}
+
+/// `have` for a program (or a file of its package) known by its path.
+pub fn have_file(path: &str) -> bool {
+    installed_or_skip(Path::new(path).exists(), path)
+}
+
+/// A missing tool: a failure in CI, a skip with a note elsewhere.
+fn installed_or_skip(found: bool, what: &str) -> bool {
     if !found {
         assert!(
             std::env::var_os("CI").is_none(),
-            "{program} is not installed; scripts/test installs it"
+            "{what} is not installed; scripts/test installs it"
         );
-        eprintln!("skipped: {program} is not installed (scripts/test installs it)");
+        eprintln!("skipped: {what} is not installed (scripts/test installs it)");
     }
     found
 }
